@@ -1,0 +1,85 @@
+"""CIDR arithmetic for both families, fast enough for 8000-entry allow-lists.
+
+Networks are `Net` tuples of (family, network as int, prefix length) so that sorting, containment
+and intersection are integer comparisons. Parsing takes the quick `inet_pton` path and falls back
+to `ipaddress` for the forms only it understands (netmasks, scoped addresses). Pure functions;
+no knowledge of services or rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import NamedTuple
+
+_BITS = {4: 32, 6: 128}
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+class Net(NamedTuple):
+    family: int
+    network: int
+    prefix: int
+
+    @property
+    def last(self) -> int:
+        return self.network | ((1 << (_BITS[self.family] - self.prefix)) - 1)
+
+    def __str__(self) -> str:
+        packed = self.network.to_bytes(_BITS[self.family] // 8, "big")
+        return f"{socket.inet_ntop(_AF[self.family], packed)}/{self.prefix}"
+
+    def contains(self, other: Net) -> bool:
+        return (self.family == other.family and self.prefix <= other.prefix
+                and self.network <= other.network <= self.last)
+
+
+def parse(text: str) -> tuple[Net, bool]:
+    """The network a CIDR (or single address) names, and whether host bits were set."""
+    addr, _, plen = text.partition("/")
+    try:
+        family = 6 if ":" in addr else 4
+        value = int.from_bytes(socket.inet_pton(_AF[family], addr), "big")
+        bits = _BITS[family]
+        if plen and not plen.isdigit():
+            raise ValueError(text)
+        prefix = int(plen) if plen else bits
+        if prefix > bits:
+            raise ValueError(text)
+    except (OSError, ValueError):
+        net = ipaddress.ip_network(text, strict=False)
+        host_bits = "/" in text and ipaddress.ip_interface(text).ip != net.network_address
+        return Net(net.version, int(net.network_address), net.prefixlen), host_bits
+    mask = ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1)
+    return Net(family, value & mask, prefix), bool(value & ~mask)
+
+
+def host(address: str) -> Net:
+    """A single address as a /32 or /128."""
+    ip = ipaddress.ip_address(address)
+    return Net(ip.version, int(ip), _BITS[ip.version])
+
+
+def reduce(items: Iterable[tuple[Net, str]]) -> list[tuple[Net, tuple[str, ...]]]:
+    """Drop networks contained in (or equal to) others, keeping every reason on the one that
+    stays; sorted by address. CIDR blocks are nested or disjoint, so one sweep does it."""
+    ordered = sorted(items, key=lambda item: (item[0].family, item[0].network, item[0].prefix))
+    kept: list[tuple[Net, list[str]]] = []
+    for net, reason in ordered:
+        if kept and kept[-1][0].contains(net):
+            kept[-1][1].append(reason)
+        else:
+            kept.append((net, [reason]))
+    return [(net, tuple(reasons)) for net, reasons in kept]
+
+
+def intersect(net: Net, bounds: Iterable[Net]) -> list[Net]:
+    """The parts of `net` inside any of `bounds` (each the smaller of a nested pair)."""
+    parts = []
+    for b in bounds:
+        if b.contains(net):
+            parts.append(net)
+        elif net.contains(b):
+            parts.append(b)
+    return parts

@@ -1,0 +1,331 @@
+"""The compiler: deployment spec + node name -> `NodePolicy` (SPEC section 3).
+
+It decides what a node's firewall must let through and why, in rule order: loopback, conntrack,
+needed ICMP, management, cluster peers, integrations, clients, Azure probes, then reject; and
+the egress rules of the node's environment. It knows nothing of nft or iptables syntax and
+never writes customer text (ip_filter descriptions) into a policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from nodewall import catalogue, cidr
+from nodewall.catalogue import WEB_UI_PORT, Component
+from nodewall.policy import AddressSet, ComponentPort, Family, NodePolicy, Rule, SetElement
+from nodewall.ports import allocate_ports, derived_offset
+from nodewall.spec import DeploymentSpec, ServiceSpec
+
+MANAGEMENT_PORTS = (22, 30287)
+IPSEC_PORTS = (500, 4500)
+METADATA_ADDRESS = "169.254.169.254/32"
+AZURE_ADDRESS = "168.63.129.16/32"
+LOOPBACK = {4: "127.0.0.0/8", 6: "::1/128"}
+PING_LIMIT_PER_SECOND = 10
+NEEDED_ICMP = {
+    4: ("destination-unreachable", "time-exceeded", "parameter-problem"),
+    6: ("destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem",
+        "nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert"),
+}
+ECE_EGRESS_ICMP = {
+    4: NEEDED_ICMP[4],
+    6: ("destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem",
+        "nd-router-solicit", "nd-neighbor-solicit", "nd-neighbor-advert"),
+}
+FAMILIES: tuple[Family, ...] = (4, 6)
+
+
+def service_ports(spec: DeploymentSpec, service: ServiceSpec) -> dict[str, int]:
+    """The service ports of a service on the spec-file path: pins, else derived reproducibly."""
+    offset = derived_offset(spec.project.name, service.name)
+    return allocate_ports(service.type, spec.project.base_port, dict(service.ports), offset)
+
+
+def enabled_components(spec: DeploymentSpec, service: ServiceSpec) -> list[Component]:
+    """The service type's components that are on, given user_config and integrations."""
+    stype = catalogue.service_type(service.type)
+    prometheus = any(i.type == "prometheus" and i.source == service.name
+                     for i in spec.integrations)
+    result = []
+    for c in stype.components:
+        if c.needs_prometheus:
+            on = prometheus
+        elif c.toggle:
+            value = service.user_config.setting(c.toggle)
+            on = c.default if value is None else value
+        else:
+            on = c.default
+        if on:
+            result.append(c)
+    return result
+
+
+def component_ports(component: Component, ports: dict[str, int]) -> tuple[int, ...]:
+    """Every port a component serves: its own, and 443 too when it has a web UI."""
+    own = component.fixed_port if component.fixed_port is not None else ports[component.name]
+    return (own, WEB_UI_PORT) if component.web_ui and own != WEB_UI_PORT else (own,)
+
+
+@dataclass
+class _Builder:
+    """Accumulates sets, rules and notes while one node is compiled."""
+
+    sets: list[AddressSet] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    components: list[ComponentPort] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add_set(self, name: str, family: Family, purpose: str,
+                elements: Iterable[tuple[cidr.Net, tuple[str, ...]]],
+                hosts_only: bool = False) -> str:
+        self.sets.append(AddressSet(name, family, hosts_only, purpose, tuple(
+            SetElement(str(net), reasons) for net, reasons in elements)))
+        return name
+
+    def add_fixed_set(self, name: str, family: Family, purpose: str, network: str) -> str:
+        return self.add_set(name, family, purpose, [(cidr.parse(network)[0], (purpose,))])
+
+    def rule(self, **kwargs: object) -> None:
+        self.rules.append(Rule(**kwargs))  # type: ignore[arg-type]
+
+
+def compile_node(spec: DeploymentSpec, node_name: str) -> NodePolicy:
+    """The policy of one node of the spec. Raises KeyError for an unknown node."""
+    service, node = spec.node(node_name)
+    b = _Builder()
+    ports = service_ports(spec, service)
+    components = enabled_components(spec, service)
+    node_ports = sorted({p for c in components for p in component_ports(c, ports)})
+
+    _ingress_base(b)
+    _management(b, spec)
+    _peers(b, service, node_name, node_ports)
+    _integrations(b, spec, service, components, ports)
+    _clients(b, spec, service, components, ports)
+    if service.provider == "azure":
+        azure = b.add_fixed_set("azure_v4", 4, "Azure platform address", AZURE_ADDRESS)
+        b.rule(direction="in", action="reject", family=4, protocol="tcp", src_set=azure,
+               dports=MANAGEMENT_PORTS, reason="Azure probes never reach the management ports")
+        b.rule(direction="in", action="accept", family=4, src_set=azure,
+               reason="Azure load-balancer health probes")
+    b.rule(direction="in", action="reject", reason="not allowed: rejected")
+    _egress(b, spec, service)
+    return NodePolicy(
+        node=node.name, service=service.name, service_type=service.type,
+        environment=service.environment, sets=tuple(b.sets), rules=tuple(b.rules),
+        components=tuple(b.components), warnings=tuple(b.warnings),
+    )
+
+
+def _ingress_base(b: _Builder) -> None:
+    b.rule(direction="in", action="accept", interface="loopback", reason="loopback")
+    for family in FAMILIES:
+        loop = b.add_fixed_set(f"loopback_v{family}", family, "loopback addresses",
+                               LOOPBACK[family])
+        b.rule(direction="in", action="drop", family=family, interface="not-loopback",
+               src_set=loop, reason="loopback source on a non-loopback interface")
+    b.rule(direction="in", action="accept", ct_states=("established", "related"),
+           reason="established or related flow")
+    b.rule(direction="in", action="drop", ct_states=("invalid",), reason="invalid flow state")
+    for family in FAMILIES:
+        b.rule(direction="in", action="accept", family=family, protocol="icmp",
+               icmp_types=NEEDED_ICMP[family], reason="ICMP the network needs")
+        b.rule(direction="in", action="accept", family=family, protocol="icmp",
+               icmp_types=("echo-request",), limit_per_second=PING_LIMIT_PER_SECOND,
+               reason="ping (rate-limited)")
+
+
+def _management(b: _Builder, spec: DeploymentSpec) -> None:
+    nets = [(cidr.parse(n)[0], f"management network {n}")
+            for n in spec.platform.management_networks]
+    names = []
+    for family in FAMILIES:
+        name = b.add_set(f"mgmt_v{family}", family, "platform management networks",
+                         cidr.reduce(x for x in nets if x[0].family == family))
+        names.append(name)
+        b.rule(direction="in", action="accept", family=family, protocol="tcp", src_set=name,
+               dports=MANAGEMENT_PORTS, reason="management")
+    b.components.append(ComponentPort("management-ssh", 22, "tcp", "management", tuple(names)))
+    b.components.append(ComponentPort("management", 30287, "tcp", "management", tuple(names)))
+
+
+def _host_elements(
+    nodes: Iterable[tuple[str, Sequence[str]]], family: int, label: str
+) -> list[tuple[cidr.Net, tuple[str, ...]]]:
+    items = [(cidr.host(a), f"{label} {name}") for name, addresses in nodes for a in addresses]
+    return cidr.reduce(x for x in items if x[0].family == family)
+
+
+def _peers(b: _Builder, service: ServiceSpec, node_name: str, node_ports: list[int]) -> None:
+    others = [(n.name, n.addresses) for n in service.nodes if n.name != node_name]
+    names = []
+    for family in FAMILIES:
+        peers = b.add_set(f"peers_v{family}", family, f"other nodes of {service.name}",
+                          _host_elements(others, family, "cluster peer"), hosts_only=True)
+        names.append(peers)
+        if node_ports:
+            b.rule(direction="in", action="accept", family=family, protocol="tcp",
+                   src_set=peers, dports=tuple(node_ports), reason="cluster peers")
+        b.rule(direction="in", action="accept", family=family, protocol="udp", src_set=peers,
+               dports=IPSEC_PORTS, reason="IPsec between cluster peers")
+        b.rule(direction="in", action="accept", family=family, protocol="esp", src_set=peers,
+               reason="IPsec ESP between cluster peers")
+    for port, label in zip(IPSEC_PORTS, ("ipsec-ike", "ipsec-nat-t"), strict=True):
+        b.components.append(ComponentPort(label, port, "udp", "ipsec", tuple(names)))
+
+
+def _integrations(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
+                  components: list[Component], ports: dict[str, int]) -> None:
+    kinds = catalogue.integration_types()
+    enabled = {c.name: c for c in components}
+    stype = catalogue.service_type(service.type)
+    for index, integ in enumerate(spec.integrations):
+        kind = kinds[integ.type]
+        ends = {"source": integ.source, "dest": integ.dest}
+        if kind.connector is None or ends[kind.target] != service.name:
+            continue
+        connector = spec.service(ends[kind.connector] or "")
+        reached = [enabled[c] for c in catalogue.reached_components(kind, stype) if c in enabled]
+        target_ports = tuple(sorted({p for c in reached for p in component_ports(c, ports)}))
+        if not target_ports:
+            b.warnings.append(f"integrations[{index}] ({integ.type} from {connector.name}) "
+                              f"reaches no enabled component of {service.name}")
+            continue
+        reason = f"integration {integ.type} {connector.name}"
+        nodes = [(n.name, n.addresses) for n in connector.nodes]
+        for family in FAMILIES:
+            name = b.add_set(f"int{index}_v{family}", family, f"nodes of {connector.name}",
+                             _host_elements(nodes, family, f"{connector.name} node"),
+                             hosts_only=True)
+            b.rule(direction="in", action="accept", family=family, protocol="tcp",
+                   src_set=name, dports=target_ports, reason=reason)
+
+
+def _client_networks(
+    spec: DeploymentSpec, service: ServiceSpec
+) -> tuple[list[tuple[cidr.Net, str]], list[cidr.Net]]:
+    """(ip_filter networks with their reasons, VPC bounds or [] outside a VPC)."""
+    entries = [(cidr.parse(item.network)[0], f"ip_filter[{i}] of {service.name}")
+               for i, item in enumerate(service.user_config.ip_filter)]
+    bounds: list[cidr.Net] = []
+    if service.vpc is not None:
+        vpc = spec.vpc(service.vpc)
+        bounds = [cidr.parse(n)[0] for n in (vpc.network_cidr, *vpc.peer_cidrs)]
+    return entries, bounds
+
+
+def client_warnings(spec: DeploymentSpec, service: ServiceSpec) -> list[str]:
+    """Warnings about a service's ip_filter: host bits set, IPv6 entries ignored, emptiness."""
+    where = f"services[{spec.services.index(service)}].user_config.ip_filter"
+    warnings = []
+    ipv6_ignored = 0
+    ipv6_on = bool(catalogue.service_type(service.type).ipv6 and service.user_config.enable_ipv6)
+    for i, item in enumerate(service.user_config.ip_filter):
+        net, host_bits = cidr.parse(item.network)
+        if host_bits:
+            warnings.append(f"{where}[{i}]: {item.network!r} has host bits set; using {net}")
+        if net.family == 6 and not ipv6_on:
+            ipv6_ignored += 1
+    if service.vpc is not None and set(service.user_config.public_access.values()) != {True}:
+        vpc = spec.vpc(service.vpc)
+        bounds = [cidr.parse(n)[0] for n in (vpc.network_cidr, *vpc.peer_cidrs)]
+        for i, item in enumerate(service.user_config.ip_filter):
+            net = cidr.parse(item.network)[0]
+            fam_bounds = [b for b in bounds if b.family == net.family]
+            if (net.family == 4 or ipv6_on) and not cidr.intersect(net, fam_bounds):
+                warnings.append(f"{where}[{i}]: {net} lies outside VPC {vpc.id} and its peers, "
+                                "so it admits no client of a component without public access")
+    explicit = "ip_filter" in service.user_config.model_fields_set
+    if ipv6_ignored and explicit:
+        why = ("enable_ipv6 is off" if catalogue.service_type(service.type).ipv6
+               else f"{service.type} does not support IPv6")
+        warnings.append(f"{where}: {ipv6_ignored} IPv6 entr{'y' if ipv6_ignored == 1 else 'ies'}"
+                        f" ignored ({why})")
+    if not service.user_config.ip_filter:
+        warnings.append(f"{where}: empty, so no client can connect")
+    return warnings
+
+
+def _clients(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
+             components: list[Component], ports: dict[str, int]) -> None:
+    b.warnings.extend(client_warnings(spec, service))
+    entries, bounds = _client_networks(spec, service)
+    public_keys = {k for k, v in service.user_config.public_access.items() if v}
+    ipv6_on = bool(catalogue.service_type(service.type).ipv6 and service.user_config.enable_ipv6)
+    groups: dict[str, list[Component]] = {"clients": [], "public": []}
+    for c in components:
+        if c.route == "client":
+            in_vpc_only = service.vpc is not None and c.access not in public_keys
+            groups["clients" if in_vpc_only or service.vpc is None else "public"].append(c)
+    for group, members in groups.items():
+        group_ports = tuple(sorted({p for c in members for p in component_ports(c, ports)}))
+        if not group_ports:
+            continue
+        restricted = group == "clients" and service.vpc is not None
+        names = []
+        for family in (FAMILIES if ipv6_on else (4,)):
+            mine = [(n, r) for n, r in entries if n.family == family]
+            if restricted:
+                fam_bounds = [x for x in bounds if x.family == family]
+                mine = [(part, r) for n, r in mine for part in cidr.intersect(n, fam_bounds)]
+            purpose = ("ip_filter within the VPC and its peers" if restricted else "ip_filter")
+            name = b.add_set(f"{group}_v{family}", family, f"{purpose} of {service.name}",
+                             cidr.reduce(mine))
+            names.append(name)
+            b.rule(direction="in", action="accept", family=family, protocol="tcp",
+                   src_set=name, dports=group_ports,
+                   reason=f"clients of {service.name} ({purpose})")
+        for c in members:
+            for port in component_ports(c, ports):
+                route = "web" if port == WEB_UI_PORT and c.fixed_port != WEB_UI_PORT else "client"
+                b.components.append(ComponentPort(c.name, port, "tcp", route, tuple(names)))
+    for c in components:
+        if c.route == "cluster":
+            peers = ("peers_v4", "peers_v6")
+            b.components.append(ComponentPort(c.name, ports[c.name], "tcp", "cluster", peers))
+
+
+def _egress(b: _Builder, spec: DeploymentSpec, service: ServiceSpec) -> None:
+    b.rule(direction="out", action="accept", interface="loopback", reason="loopback")
+    b.rule(direction="out", action="accept", ct_states=("established", "related"),
+           reason="established or related flow")
+    meta = b.add_fixed_set("metadata_v4", 4, "cloud metadata address", METADATA_ADDRESS)
+    for proto, port, why in (("udp", 123, "NTP"), ("udp", 53, "DNS"), ("tcp", 53, "DNS")):
+        b.rule(direction="out", action="accept", family=4, protocol=proto, dst_set=meta,
+               dports=(port,), reason=f"{why} at the metadata address")
+    b.rule(direction="out", action="accept", family=4, dst_set=meta, uid=0,
+           reason="platform agents (uid 0) reach the metadata service")
+    b.rule(direction="out", action="reject", family=4, dst_set=meta,
+           reason="metadata service is for uid 0 only")
+    if service.provider == "azure":
+        azure = "azure_v4"
+        for proto, port, why in (("udp", 67, "DHCP"), ("udp", 53, "DNS"), ("tcp", 53, "DNS")):
+            b.rule(direction="out", action="accept", family=4, protocol=proto, dst_set=azure,
+                   dports=(port,), reason=f"Azure {why}")
+    if service.environment != "ece":
+        b.rule(direction="out", action="accept",
+               reason=f"egress allowed ({service.environment} environment)")
+        return
+    for family in FAMILIES:
+        b.rule(direction="out", action="accept", family=family, protocol="icmp",
+               icmp_types=ECE_EGRESS_ICMP[family], reason="ICMP the network needs")
+    assert service.vpc is not None and service.socks5_proxy is not None
+    vpc = spec.vpc(service.vpc)
+    nets = [(cidr.parse(n)[0], f"VPC {vpc.id} network {n}")
+            for n in (vpc.network_cidr, *vpc.peer_cidrs)]
+    host, _, port = service.socks5_proxy.rpartition(":")
+    proxy = cidr.host(host.strip("[]"))
+    for family in FAMILIES:
+        vpc_set = b.add_set(f"vpc_v{family}", family, f"VPC {vpc.id} and its peers",
+                            cidr.reduce(x for x in nets if x[0].family == family))
+        b.rule(direction="out", action="accept", family=family, dst_set=vpc_set,
+               reason="ece: the VPC and its peered networks")
+        b.rule(direction="out", action="accept", family=family, dst_set=f"peers_v{family}",
+               reason="ece: cluster peers")
+        if proxy.family == family:
+            proxy_set = b.add_set(f"proxy_v{family}", family, "SOCKS5 proxy",
+                                  [(proxy, ("SOCKS5 proxy",))], hosts_only=True)
+            b.rule(direction="out", action="accept", family=family, protocol="tcp",
+                   dst_set=proxy_set, dports=(int(port),), reason="ece: the SOCKS5 proxy")
+    b.rule(direction="out", action="reject", reason="ece: egress rejected")

@@ -1,0 +1,162 @@
+"""Request and response bodies of the control-plane API, as pydantic models, so that the
+OpenAPI document at /openapi.json says exactly what the server takes and answers.
+
+Request models check only shape (types, required keys); the meaning (CIDRs, names, service
+types, user_config) is checked by the spec model in `nodewall.spec`, the one source of truth.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorItem(BaseModel):
+    message: str
+    status: int
+
+
+class ErrorBody(BaseModel):
+    errors: list[ErrorItem]
+    message: str
+
+
+class Message(BaseModel):
+    message: str
+
+
+class PlatformIn(_In):
+    management_networks: list[str]
+
+
+class PlatformOut(BaseModel):
+    management_networks: list[str]
+
+
+class ProjectIn(_In):
+    project: str
+    base_port: int | None = None
+
+
+class ProjectBody(BaseModel):
+    project_name: str
+    base_port: int | None
+
+
+class ProjectOut(BaseModel):
+    project: ProjectBody
+
+
+class VpcIn(_In):
+    cloud_name: str
+    network_cidr: str
+    peer_cidrs: list[str] = Field(default_factory=list)
+
+
+class VpcOut(BaseModel):
+    project_vpc_id: str
+    cloud_name: str
+    network_cidr: str
+    peer_cidrs: list[str]
+    state: Literal["ACTIVE"] = "ACTIVE"
+
+
+class VpcList(BaseModel):
+    vpcs: list[VpcOut]
+
+
+class ServiceIn(_In):
+    service_name: str
+    service_type: str
+    cloud_name: str
+    project_vpc_id: str | None = None
+    environment: str | None = None
+    socks5_proxy: str | None = None
+    user_config: dict[str, Any] | None = None
+
+
+class ServiceUpdate(_In):
+    user_config: dict[str, Any]
+
+
+class ComponentOut(BaseModel):
+    component: str
+    port: int
+    route: str
+
+
+class NodeOut(BaseModel):
+    name: str
+    addresses: list[str]
+    policy_version: str | None = None
+    applied_version: str | None = None
+    backend: str | None = None
+    error: str | None = None
+
+
+class ServiceBody(BaseModel):
+    service_name: str
+    service_type: str
+    cloud_name: str
+    project_vpc_id: str | None
+    environment: str
+    socks5_proxy: str | None
+    user_config: dict[str, Any]
+    components: list[ComponentOut]
+    nodes: list[NodeOut]
+
+
+class ServiceOut(BaseModel):
+    service: ServiceBody
+
+
+class ServiceList(BaseModel):
+    services: list[ServiceBody]
+
+
+class NodeIn(_In):
+    addresses: list[str]
+
+
+class NodeChange(BaseModel):
+    node: NodeOut
+    message: str
+
+
+class IntegrationIn(_In):
+    integration_type: str
+    source_service: str
+    dest_service: str | None = None
+
+
+class IntegrationBody(BaseModel):
+    integration_type: str
+    source_service: str
+    dest_service: str | None
+
+
+class IntegrationOut(BaseModel):
+    service_integration: IntegrationBody
+
+
+class PolicyOut(BaseModel):
+    version: str
+    policy: dict[str, Any]
+
+
+class StatusIn(_In):
+    applied_version: str | None = None
+    backend: str
+    error: str | None = None
+
+
+class StatusOut(BaseModel):
+    node: str
+    applied_version: str | None
+    backend: str | None
+    error: str | None

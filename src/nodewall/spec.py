@@ -1,0 +1,264 @@
+"""The deployment spec (SPEC section 2): pydantic models, loading, and every validation rule.
+
+`parse_spec` checks structure first (types, lengths, formats: pydantic collects all of those at
+once), then, on a well-formed spec, the rules that span the document (references, duplicates,
+per-type settings, ECE constraints, port pins). Either way it raises one `SpecError` holding
+every problem with its path. It never compiles, allocates or touches a kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from nodewall.errors import SpecError, format_path
+
+DEFAULT_IP_FILTER = ("0.0.0.0/0", "::/0")
+PROVIDERS = ("aws", "google", "azure", "do", "upcloud")
+MAX_IP_FILTER = 8000
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+#: Ports a node always has or that nodewall never opens: a pin may not take them.
+RESERVED_PORTS = {22: "management SSH", 30287: "platform management", 443: "web UIs",
+                  9273: "prometheus", 500: "IPsec IKE", 4500: "IPsec NAT-T",
+                  80: "the platform's HTTP proxy"}
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise PydanticCustomError("cidr", "{value} is not a valid CIDR",
+                                  {"value": repr(value)}) from None
+    return value
+
+
+def _address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise PydanticCustomError("address", "{value} is not a valid IP address",
+                                  {"value": repr(value)}) from None
+    return value
+
+
+def _proxy(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        ok = bool(sep) and port.isdigit() and 1 <= int(port) <= 65535
+    except ValueError:
+        ok = False
+    if not ok:
+        raise PydanticCustomError("proxy", "{value} is not an ADDRESS:PORT (IPv6 as [ADDR]:PORT)",
+                                  {"value": repr(value)})
+    return value
+
+
+def _ip_filter_item(value: Any) -> Any:
+    return {"network": value} if isinstance(value, str) else value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Address = Annotated[str, AfterValidator(_address)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Platform(_Strict):
+    management_networks: Annotated[list[Cidr], Field(min_length=1)]
+
+
+class Project(_Strict):
+    name: Name
+    base_port: Annotated[int, Field(ge=10000, le=30000)] | None = None
+
+
+class Vpc(_Strict):
+    id: Name
+    cloud: str
+    network_cidr: Cidr
+    peer_cidrs: list[Cidr] = []
+
+
+class IpFilterEntry(_Strict):
+    network: Annotated[str, Field(max_length=43)]
+    description: Annotated[str, Field(max_length=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _network_is_cidr(self) -> IpFilterEntry:
+        _cidr(self.network)
+        return self
+
+
+class KafkaAuthenticationMethods(_Strict):
+    certificate: bool = True
+    sasl: bool = False
+
+
+class OpensearchDashboards(_Strict):
+    enabled: bool = True
+
+
+class UserConfig(_Strict):
+    ip_filter: Annotated[
+        list[Annotated[IpFilterEntry, BeforeValidator(_ip_filter_item)]],
+        Field(max_length=MAX_IP_FILTER),
+    ] = Field(default_factory=lambda: [IpFilterEntry(network=n) for n in DEFAULT_IP_FILTER])
+    enable_ipv6: bool | None = None
+    public_access: dict[str, bool] = {}
+    kafka_rest: bool | None = None
+    schema_registry: bool | None = None
+    kafka_connect: bool | None = None
+    kafka_authentication_methods: KafkaAuthenticationMethods | None = None
+    opensearch_dashboards: OpensearchDashboards | None = None
+
+    def setting(self, dotted: str) -> bool | None:
+        """A toggle's value by dotted key ('opensearch_dashboards.enabled'); None when unset."""
+        head, _, tail = dotted.partition(".")
+        value: Any = getattr(self, head, None)
+        if tail and value is not None:
+            value = getattr(value, tail)
+        return None if value is None else bool(value)
+
+
+class NodeSpec(_Strict):
+    name: Name
+    addresses: Annotated[list[Address], Field(min_length=1)]
+
+
+class ServiceSpec(_Strict):
+    name: Name
+    type: str
+    cloud: str
+    vpc: Name | None = None
+    environment: Literal["standard", "byoc", "ece"] = "standard"
+    socks5_proxy: Annotated[str, AfterValidator(_proxy)] | None = None
+    user_config: UserConfig = Field(default_factory=UserConfig)
+    ports: dict[str, Port] = {}
+    nodes: list[NodeSpec] = []
+
+    @property
+    def provider(self) -> str:
+        return self.cloud.split("-", 1)[0]
+
+
+class IntegrationSpec(_Strict):
+    type: str
+    source: Name
+    dest: Name | None = None
+
+
+class DeploymentSpec(_Strict):
+    platform: Platform
+    project: Project
+    vpcs: list[Vpc] = []
+    services: list[ServiceSpec] = []
+    integrations: list[IntegrationSpec] = []
+
+    def service(self, name: str) -> ServiceSpec:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def vpc(self, vpc_id: str) -> Vpc:
+        for v in self.vpcs:
+            if v.id == vpc_id:
+                return v
+        raise KeyError(vpc_id)
+
+    def node(self, name: str) -> tuple[ServiceSpec, NodeSpec]:
+        for s in self.services:
+            for n in s.nodes:
+                if n.name == name:
+                    return s, n
+        raise KeyError(name)
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for s in self.services for n in s.nodes]
+
+
+def _pydantic_errors(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[
+    tuple[str, str]
+]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if p not in ("function-before[_ip_filter_item()]",))
+        errors.append((format_path(prefix + loc), str(err["msg"])))
+    return errors
+
+
+def parse_spec(data: Any) -> DeploymentSpec:
+    """Validate a spec document (already parsed from YAML or JSON); raise SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError([("", "the spec must be a mapping with platform, project and services")])
+    try:
+        spec = DeploymentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_pydantic_errors(exc)) from None
+    from nodewall.spec_rules import document_errors  # the cross-field rules
+
+    errors = document_errors(spec)
+    if errors:
+        raise SpecError(errors)
+    return spec
+
+
+def read_document(path: str | Path) -> Any:
+    """The parsed YAML or JSON of a spec file; SpecError when it cannot be read or parsed."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([("", f"cannot read {p}: {exc.strerror}")]) from None
+    if p.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError([("", f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}")]) from None
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError([("", f"{p}: invalid YAML{where}")]) from None
+
+
+def load_spec(path: str | Path) -> DeploymentSpec:
+    return parse_spec(read_document(path))
+
+
+def validate_user_config(service_type: str, user_config: Any) -> UserConfig:
+    """Validate one service's user_config for its type; paths start at `user_config`."""
+    try:
+        config = UserConfig.model_validate(user_config)
+    except ValidationError as exc:
+        raise SpecError(_pydantic_errors(exc, ("user_config",))) from None
+    from nodewall.spec_rules import user_config_errors
+
+    errors = user_config_errors(service_type, config, "user_config")
+    if errors:
+        raise SpecError(errors)
+    return config
