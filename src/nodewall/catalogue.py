@@ -71,7 +71,7 @@ class IntegrationType:
 def _data() -> dict[str, Any]:
     text = resources.files("nodewall").joinpath("catalogue.yaml").read_text(encoding="utf-8")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    data: dict[str, Any] = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    data: dict[str, Any] = yaml.load(text, Loader=loader)
     return data
 
 
@@ -127,4 +127,5 @@ def reached_components(integration: IntegrationType, target: ServiceType) -> tup
         return (target.main,) if target.main else ()
     if integration.reach == "clients":
         return tuple(c.name for c in target.components if c.route == "client")
-    return (integration.reach,) if any(c.name == integration.reach for c in target.components) else ()
+    names = {c.name for c in target.components}
+    return (integration.reach,) if integration.reach in names else ()

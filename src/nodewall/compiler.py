@@ -278,8 +278,9 @@ def _clients(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
                    reason=f"clients of {service.name} ({purpose})")
         for c in members:
             for port in component_ports(c, ports):
-                route = "web" if port == WEB_UI_PORT and c.fixed_port != WEB_UI_PORT else "client"
-                b.components.append(ComponentPort(c.name, port, "tcp", route, tuple(names)))
+                web = port == WEB_UI_PORT and c.fixed_port != WEB_UI_PORT
+                b.components.append(ComponentPort(c.name, port, "tcp", "web" if web else "client",
+                                                  tuple(names)))
     for c in components:
         if c.route == "cluster":
             peers = ("peers_v4", "peers_v6")
@@ -314,8 +315,8 @@ def _egress(b: _Builder, spec: DeploymentSpec, service: ServiceSpec) -> None:
     vpc = spec.vpc(service.vpc)
     nets = [(cidr.parse(n)[0], f"VPC {vpc.id} network {n}")
             for n in (vpc.network_cidr, *vpc.peer_cidrs)]
-    host, _, port = service.socks5_proxy.rpartition(":")
-    proxy = cidr.host(host.strip("[]"))
+    proxy_host, _, proxy_port = service.socks5_proxy.rpartition(":")
+    proxy = cidr.host(proxy_host.strip("[]"))
     for family in FAMILIES:
         vpc_set = b.add_set(f"vpc_v{family}", family, f"VPC {vpc.id} and its peers",
                             cidr.reduce(x for x in nets if x[0].family == family))
@@ -327,5 +328,5 @@ def _egress(b: _Builder, spec: DeploymentSpec, service: ServiceSpec) -> None:
             proxy_set = b.add_set(f"proxy_v{family}", family, "SOCKS5 proxy",
                                   [(proxy, ("SOCKS5 proxy",))], hosts_only=True)
             b.rule(direction="out", action="accept", family=family, protocol="tcp",
-                   dst_set=proxy_set, dports=(int(port),), reason="ece: the SOCKS5 proxy")
+                   dst_set=proxy_set, dports=(int(proxy_port),), reason="ece: the SOCKS5 proxy")
     b.rule(direction="out", action="reject", reason="ece: egress rejected")

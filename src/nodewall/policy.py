@@ -238,7 +238,8 @@ def check_policy(policy: NodePolicy) -> None:
                 raise ValueError(f"rule {i} ({r.reason}): unknown icmp types {sorted(unknown)}")
         if r.uid is not None and r.direction != "out":
             raise ValueError(f"rule {i} ({r.reason}): uid matches only on egress")
-    for direction in ("in", "out"):
-        rules = policy.rules_for(direction)  # type: ignore[arg-type]
+    directions: tuple[Direction, ...] = ("in", "out")
+    for direction in directions:
+        rules = policy.rules_for(direction)
         if not rules or rules[-1] != Rule(direction, rules[-1].action, rules[-1].reason):
             raise ValueError(f"the last {direction} rule must match every packet")

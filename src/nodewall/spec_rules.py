@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from collections.abc import Mapping
 
 from nodewall import catalogue
 from nodewall.spec import PROVIDERS, RESERVED_PORTS, DeploymentSpec, ServiceSpec, UserConfig
@@ -43,7 +44,8 @@ def _duplicates(spec: DeploymentSpec) -> Errors:
         seen: dict[str, str] = {}
         for path, name in names:
             if name in seen:
-                errors.append((path, f"duplicate {kind[:-1]} name {name!r} (first at {seen[name]})"))
+                errors.append(
+                    (path, f"duplicate {kind[:-1]} name {name!r} (first at {seen[name]})"))
             else:
                 seen[name] = path
     seen_addr: dict[str, str] = {}
@@ -60,7 +62,7 @@ def _duplicates(spec: DeploymentSpec) -> Errors:
 
 
 def _service_errors(
-    spec: DeploymentSpec, service: ServiceSpec, path: str, vpcs: dict[str, object]
+    spec: DeploymentSpec, service: ServiceSpec, path: str, vpcs: Mapping[str, object]
 ) -> Errors:
     errors: Errors = []
     types = catalogue.service_types()
@@ -73,7 +75,8 @@ def _service_errors(
         if service.vpc not in vpcs:
             errors.append((f"{path}.vpc", f"unknown VPC {service.vpc!r}"))
         elif spec.vpc(service.vpc).cloud != service.cloud:
-            errors.append((f"{path}.vpc", f"VPC {service.vpc!r} is in {spec.vpc(service.vpc).cloud}, "
+            vpc_cloud = spec.vpc(service.vpc).cloud
+            errors.append((f"{path}.vpc", f"VPC {service.vpc!r} is in {vpc_cloud}, "
                            f"the service in {service.cloud}"))
     if service.environment == "ece":
         if service.vpc is None:

@@ -1,0 +1,3 @@
+from nodewall.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""Bearer tokens: creating them (stored as SHA-256 hashes, the text shown once) and deciding
+who a request is. An admin token may change state and read every policy; a node token reads only
+its own node's policy and reports only its own status.
+
+Never log or store a token's text; only its hash reaches the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from nodewall.store import Store
+from nodewall.store.models import TokenRow
+
+TOKEN_PREFIX = "nw_"
+#: How long a verified token is trusted without asking the database again.
+CACHE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "admin" | "node"
+    node: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "admin"
+
+    def may_act_for(self, node: str) -> bool:
+        return self.is_admin or self.node == node
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create_token(store: Store, *, node: str | None) -> str:
+    """A new token (admin when `node` is None), stored hashed; returns its text."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with store.write_session() as session:
+        session.add(TokenRow(token_hash=hash_token(token), kind="node" if node else "admin",
+                             node_name=node))
+    return token
+
+
+class TokenVerifier:
+    """Resolves bearer tokens to principals, with a short positive cache."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> Principal | None:
+        digest = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit and hit[0] > now:
+            return hit[1]
+        with self._store.read_session() as session:
+            row = session.execute(
+                select(TokenRow.kind, TokenRow.node_name).where(TokenRow.token_hash == digest)
+            ).first()
+        if row is None:
+            return None
+        principal = Principal(row.kind, row.node_name)
+        with self._lock:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[digest] = (now + CACHE_SECONDS, principal)
+        return principal
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()

@@ -1,0 +1,158 @@
+"""Long-poll waiters and change notification.
+
+Agents hold `GET /v1/node/{node}/policy?version=V&wait=S`; each holder waits on a future in the
+`PolicyHub`. When node policies change, the hub loads the new rows of the nodes that have
+waiters in one query, builds each answer once, and resolves every waiting future of those
+nodes with it. With SQLite (one server process) the writer tells the hub directly after commit;
+with PostgreSQL the writer sends NOTIFY inside its transaction and every server process (this one
+included) hears it on a LISTEN connection, so a change made through one process wakes the
+waiters of all.
+
+It never decides what changed (see `policies`) and never writes to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from nodewall.server import metrics
+from nodewall.server.policies import policy_body
+from nodewall.store import Store
+from nodewall.store.models import NodePolicyRow
+
+log = logging.getLogger("nodewall.server.hub")
+
+CHANNEL = "nodewall_policy"
+#: NOTIFY payloads must stay under 8000 bytes.
+PAYLOAD_LIMIT = 7000
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Answer:
+    version: str
+    body: bytes
+
+
+def load_answers(store: Store, nodes: Iterable[str]) -> dict[str, Answer]:
+    """Current answers of `nodes` (absent: no policy, e.g. removed)."""
+    names = list(nodes)
+    result: dict[str, Answer] = {}
+    with store.read_session() as session:
+        for i in range(0, len(names), _CHUNK):
+            chunk = names[i:i + _CHUNK]
+            rows = session.execute(
+                select(NodePolicyRow.node_name, NodePolicyRow.version, NodePolicyRow.policy)
+                .where(NodePolicyRow.node_name.in_(chunk))
+            )
+            for name, version, policy in rows:
+                result[name] = Answer(version, policy_body(version, policy))
+    return result
+
+
+def publish_in_transaction(session: Session, nodes: list[str]) -> None:
+    """PostgreSQL: queue NOTIFYs for `nodes`; delivered to all listeners at commit."""
+    batch: list[str] = []
+    size = 0
+    for name in nodes:
+        if batch and size + len(name) + 1 > PAYLOAD_LIMIT:
+            session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": ",".join(batch)})
+            batch, size = [], 0
+        batch.append(name)
+        size += len(name) + 1
+    if batch:
+        session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": ",".join(batch)})
+
+
+class PolicyHub:
+    """Futures of held long-polls, by node, resolved with the node's new answer."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._waiters: dict[str, set[asyncio.Future[Answer | None]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        if self._store.is_postgres:
+            self._listener = threading.Thread(target=self._listen, name="nodewall-listen",
+                                              daemon=True)
+            self._listener.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+
+    # --- waiting ---------------------------------------------------------------------------
+    def register(self, node: str) -> asyncio.Future[Answer | None]:
+        fut: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(node, set()).add(fut)
+        metrics.WAITERS.inc()
+        return fut
+
+    def unregister(self, node: str, fut: asyncio.Future[Answer | None]) -> None:
+        waiting = self._waiters.get(node)
+        if waiting is not None and fut in waiting:
+            waiting.discard(fut)
+            metrics.WAITERS.dec()
+            if not waiting:
+                del self._waiters[node]
+
+    # --- waking ----------------------------------------------------------------------------
+    def notify_threadsafe(self, nodes: Iterable[str] | None) -> None:
+        """From any thread: `nodes` changed (None: anything may have changed)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        names = None if nodes is None else list(nodes)
+        loop.call_soon_threadsafe(lambda: loop.create_task(self.wake(names)))
+
+    async def wake(self, nodes: list[str] | None) -> None:
+        targets = list(self._waiters) if nodes is None else [
+            n for n in dict.fromkeys(nodes) if n in self._waiters
+        ]
+        if not targets:
+            return
+        answers = await asyncio.to_thread(load_answers, self._store, targets)
+        for node in targets:
+            futures = self._waiters.pop(node, set())
+            answer = answers.get(node)
+            for fut in futures:
+                metrics.WAITERS.dec()
+                if not fut.done():
+                    fut.set_result(answer)
+                    metrics.WAKEUPS.inc()
+
+    # --- PostgreSQL LISTEN -----------------------------------------------------------------
+    def _listen(self) -> None:
+        import psycopg
+
+        dsn = self._store.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    metrics.NOTIFY_RECONNECTS.inc()
+                    # Anything may have changed while we were not listening.
+                    self.notify_threadsafe(None)
+                    while not self._stop.is_set():
+                        batch: list[str] = []
+                        for note in conn.notifies(timeout=0.5, stop_after=1000):
+                            batch.extend(note.payload.split(","))
+                        if batch:
+                            self.notify_threadsafe(batch)
+            except Exception as exc:  # noqa: BLE001 - keep listening whatever happened
+                log.warning("LISTEN connection lost (%s); reconnecting", type(exc).__name__)
+                self._stop.wait(1.0)
