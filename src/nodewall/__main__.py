@@ -1,3 +1,3 @@
-from nodewall.cli import main
+from nodewall.entry import main
 
 main()

@@ -57,19 +57,21 @@ def parse(text: str) -> tuple[Net, bool]:
 
 def host(address: str) -> Net:
     """A single address as a /32 or /128."""
-    ip = ipaddress.ip_address(address)
-    return Net(ip.version, int(ip), _BITS[ip.version])
+    net, _ = parse(address.partition("/")[0])
+    return net
 
 
 def reduce(items: Iterable[tuple[Net, str]]) -> list[tuple[Net, tuple[str, ...]]]:
     """Drop networks contained in (or equal to) others, keeping every reason on the one that
     stays; sorted by address. CIDR blocks are nested or disjoint, so one sweep does it."""
-    ordered = sorted(items, key=lambda item: (item[0].family, item[0].network, item[0].prefix))
     kept: list[tuple[Net, list[str]]] = []
-    for net, reason in ordered:
-        if kept and kept[-1][0].contains(net):
+    family = end = -1
+    for net, reason in sorted(items):  # by family, network, then the wider prefix first
+        if net[0] == family and net[1] <= end:
             kept[-1][1].append(reason)
         else:
+            family = net[0]
+            end = net[1] | ((1 << (_BITS[family] - net[2])) - 1)
             kept.append((net, [reason]))
     return [(net, tuple(reasons)) for net, reasons in kept]
 

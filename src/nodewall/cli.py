@@ -67,14 +67,9 @@ def check_format(fmt: str) -> None:
 @app.command()
 def validate(spec_path: SpecArg) -> None:
     """Check a spec: exit 0, or exit 2 with every error and its path."""
-    spec = load(spec_path)
-    from nodewall.compiler import client_warnings
+    from nodewall.entry import run_validate
 
-    for service in spec.services:
-        for warning in client_warnings(spec, service):
-            typer.echo(f"warning: {warning}", err=True)
-    nodes = len(spec.node_names)
-    typer.echo(f"{spec_path}: valid ({len(spec.services)} services, {nodes} nodes)")
+    raise typer.Exit(run_validate(spec_path))
 
 
 @app.command()
@@ -198,9 +193,3 @@ def _register_optional() -> None:
 _register_optional()
 
 
-def main() -> None:
-    app(prog_name="nodewall")
-
-
-if __name__ == "__main__":
-    main()

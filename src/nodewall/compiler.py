@@ -8,6 +8,7 @@ never writes customer text (ip_filter descriptions) into a policy.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from nodewall.catalogue import WEB_UI_PORT, Component
 from nodewall.policy import AddressSet, ComponentPort, Family, NodePolicy, Rule, SetElement
 from nodewall.ports import allocate_ports, derived_offset
 from nodewall.spec import DeploymentSpec, ServiceSpec
+from nodewall.spec_warnings import client_warnings
 
 MANAGEMENT_PORTS = (22, 30287)
 IPSEC_PORTS = (500, 4500)
@@ -92,6 +94,18 @@ class _Builder:
 
 def compile_node(spec: DeploymentSpec, node_name: str) -> NodePolicy:
     """The policy of one node of the spec. Raises KeyError for an unknown node."""
+    # Compiling allocates many small acyclic objects; the cyclic collector would only scan the
+    # spec's thousands of models again and again, so it waits until the policy is built.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _compile(spec, node_name)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _compile(spec: DeploymentSpec, node_name: str) -> NodePolicy:
     service, node = spec.node(node_name)
     b = _Builder()
     ports = service_ports(spec, service)
@@ -206,45 +220,13 @@ def _client_networks(
     spec: DeploymentSpec, service: ServiceSpec
 ) -> tuple[list[tuple[cidr.Net, str]], list[cidr.Net]]:
     """(ip_filter networks with their reasons, VPC bounds or [] outside a VPC)."""
-    entries = [(cidr.parse(item.network)[0], f"ip_filter[{i}] of {service.name}")
-               for i, item in enumerate(service.user_config.ip_filter)]
+    entries = [(net, f"ip_filter[{i}] of {service.name}")
+               for i, (net, _) in enumerate(service.user_config.parsed_ip_filter)]
     bounds: list[cidr.Net] = []
     if service.vpc is not None:
         vpc = spec.vpc(service.vpc)
         bounds = [cidr.parse(n)[0] for n in (vpc.network_cidr, *vpc.peer_cidrs)]
     return entries, bounds
-
-
-def client_warnings(spec: DeploymentSpec, service: ServiceSpec) -> list[str]:
-    """Warnings about a service's ip_filter: host bits set, IPv6 entries ignored, emptiness."""
-    where = f"services[{spec.services.index(service)}].user_config.ip_filter"
-    warnings = []
-    ipv6_ignored = 0
-    ipv6_on = bool(catalogue.service_type(service.type).ipv6 and service.user_config.enable_ipv6)
-    for i, item in enumerate(service.user_config.ip_filter):
-        net, host_bits = cidr.parse(item.network)
-        if host_bits:
-            warnings.append(f"{where}[{i}]: {item.network!r} has host bits set; using {net}")
-        if net.family == 6 and not ipv6_on:
-            ipv6_ignored += 1
-    if service.vpc is not None and set(service.user_config.public_access.values()) != {True}:
-        vpc = spec.vpc(service.vpc)
-        bounds = [cidr.parse(n)[0] for n in (vpc.network_cidr, *vpc.peer_cidrs)]
-        for i, item in enumerate(service.user_config.ip_filter):
-            net = cidr.parse(item.network)[0]
-            fam_bounds = [b for b in bounds if b.family == net.family]
-            if (net.family == 4 or ipv6_on) and not cidr.intersect(net, fam_bounds):
-                warnings.append(f"{where}[{i}]: {net} lies outside VPC {vpc.id} and its peers, "
-                                "so it admits no client of a component without public access")
-    explicit = "ip_filter" in service.user_config.model_fields_set
-    if ipv6_ignored and explicit:
-        why = ("enable_ipv6 is off" if catalogue.service_type(service.type).ipv6
-               else f"{service.type} does not support IPv6")
-        warnings.append(f"{where}: {ipv6_ignored} IPv6 entr{'y' if ipv6_ignored == 1 else 'ies'}"
-                        f" ignored ({why})")
-    if not service.user_config.ip_filter:
-        warnings.append(f"{where}: empty, so no client can connect")
-    return warnings
 
 
 def _clients(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from nodewall import cidr
 from nodewall.errors import SpecError, format_path
 
 DEFAULT_IP_FILTER = ("0.0.0.0/0", "::/0")
@@ -38,6 +40,8 @@ RESERVED_PORTS = {22: "management SSH", 30287: "platform management", 443: "web 
 
 def _cidr(value: str) -> str:
     try:
+        if "%" in value:  # an IPv6 scope id is no part of a firewall network
+            raise ValueError(value)
         ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise PydanticCustomError("cidr", "{value} is not a valid CIDR",
@@ -47,6 +51,8 @@ def _cidr(value: str) -> str:
 
 def _address(value: str) -> str:
     try:
+        if "%" in value:  # an IPv6 scope id is no part of a node address
+            raise ValueError(value)
         ipaddress.ip_address(value)
     except ValueError:
         raise PydanticCustomError("address", "{value} is not a valid IP address",
@@ -104,7 +110,11 @@ class IpFilterEntry(_Strict):
 
     @model_validator(mode="after")
     def _network_is_cidr(self) -> IpFilterEntry:
-        _cidr(self.network)
+        try:
+            cidr.parse(self.network)
+        except ValueError:
+            raise PydanticCustomError("cidr", "{value} is not a valid CIDR",
+                                      {"value": repr(self.network)}) from None
         return self
 
 
@@ -129,6 +139,12 @@ class UserConfig(_Strict):
     kafka_connect: bool | None = None
     kafka_authentication_methods: KafkaAuthenticationMethods | None = None
     opensearch_dashboards: OpensearchDashboards | None = None
+
+    @cached_property
+    def parsed_ip_filter(self) -> tuple[tuple[cidr.Net, bool], ...]:
+        """Each ip_filter entry's network (host bits cleared) and whether it had host bits
+        set; computed once per spec."""
+        return tuple(cidr.parse(e.network) for e in self.ip_filter)
 
     def setting(self, dotted: str) -> bool | None:
         """A toggle's value by dotted key ('opensearch_dashboards.enabled'); None when unset."""

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Mapping
 
 from nodewall import catalogue
+from nodewall.errors import SpecError
+from nodewall.ports import allocate_ports, derived_offset
 from nodewall.spec import PROVIDERS, RESERVED_PORTS, DeploymentSpec, ServiceSpec, UserConfig
 
 Errors = list[tuple[str, str]]
@@ -89,8 +91,22 @@ def _service_errors(
     elif service.socks5_proxy is not None:
         errors.append((f"{path}.socks5_proxy", "only ece services use a SOCKS5 proxy"))
     errors += user_config_errors(service.type, service.user_config, f"{path}.user_config")
-    errors += _pin_errors(service, f"{path}.ports")
+    pin_errors = _pin_errors(service, f"{path}.ports")
+    errors += pin_errors
+    if not pin_errors:
+        errors += _allocation_errors(spec, service, path)
     return errors
+
+
+def _allocation_errors(spec: DeploymentSpec, service: ServiceSpec, path: str) -> Errors:
+    """The service's ports cannot be placed (e.g. base_port 30000 leaves no room for two)."""
+    offset = derived_offset(spec.project.name, service.name)
+    try:
+        allocate_ports(service.type, spec.project.base_port, dict(service.ports), offset)
+    except SpecError as exc:
+        return [(where, f"{reason} (service {service.name}, {path})")
+                for where, reason in exc.errors]
+    return []
 
 
 def user_config_errors(type_name: str, config: UserConfig, path: str) -> Errors:

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up nodewall on a bare Debian machine, as root: the kernel tools the backends drive, the
+# PostgreSQL server the store tests start, and the Python environment in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(nftables libnftables1 iptables ipset conntrack iproute2 procps postgresql)
+if [ "$(id -u)" = 0 ]; then
+    missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+else
+    echo "setup: not root, skipping Debian packages (${packages[*]})" >&2
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+echo "setup: done ($(.venv/bin/python --version), nodewall $(.venv/bin/python -c 'import nodewall; print(nodewall.__version__)'))"

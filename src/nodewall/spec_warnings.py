@@ -1,0 +1,42 @@
+"""Warnings about a valid spec: things that are allowed but probably not what was meant.
+
+Host bits set in an ip_filter CIDR, IPv6 entries a service ignores, entries outside a VPC, an
+empty allow-list. Kept apart from the compiler so `nodewall validate` stays light.
+"""
+
+from __future__ import annotations
+
+from nodewall import catalogue, cidr
+from nodewall.spec import DeploymentSpec, ServiceSpec
+
+
+def client_warnings(spec: DeploymentSpec, service: ServiceSpec) -> list[str]:
+    """Warnings about a service's ip_filter: host bits set, IPv6 entries ignored, emptiness."""
+    where = f"services[{spec.services.index(service)}].user_config.ip_filter"
+    warnings = []
+    ipv6_ignored = 0
+    ipv6_on = bool(catalogue.service_type(service.type).ipv6 and service.user_config.enable_ipv6)
+    parsed = service.user_config.parsed_ip_filter
+    for i, (item, (net, host_bits)) in enumerate(zip(service.user_config.ip_filter, parsed,
+                                                     strict=True)):
+        if host_bits:
+            warnings.append(f"{where}[{i}]: {item.network!r} has host bits set; using {net}")
+        if net.family == 6 and not ipv6_on:
+            ipv6_ignored += 1
+    if service.vpc is not None and set(service.user_config.public_access.values()) != {True}:
+        vpc = spec.vpc(service.vpc)
+        bounds = [cidr.parse(n)[0] for n in (vpc.network_cidr, *vpc.peer_cidrs)]
+        for i, (net, _) in enumerate(parsed):
+            fam_bounds = [b for b in bounds if b.family == net.family]
+            if (net.family == 4 or ipv6_on) and not cidr.intersect(net, fam_bounds):
+                warnings.append(f"{where}[{i}]: {net} lies outside VPC {vpc.id} and its peers, "
+                                "so it admits no client of a component without public access")
+    explicit = "ip_filter" in service.user_config.model_fields_set
+    if ipv6_ignored and explicit:
+        why = ("enable_ipv6 is off" if catalogue.service_type(service.type).ipv6
+               else f"{service.type} does not support IPv6")
+        warnings.append(f"{where}: {ipv6_ignored} IPv6 entr{'y' if ipv6_ignored == 1 else 'ies'}"
+                        f" ignored ({why})")
+    if not service.user_config.ip_filter:
+        warnings.append(f"{where}: empty, so no client can connect")
+    return warnings
