@@ -48,6 +48,8 @@ def parse(text: str) -> tuple[Net, bool]:
         if prefix > bits:
             raise ValueError(text)
     except (OSError, ValueError):
+        if "%" in text:  # ipaddress takes IPv6 scope ids; they are no part of a network
+            raise ValueError(f"{text!r} has a scope id") from None
         net = ipaddress.ip_network(text, strict=False)
         host_bits = "/" in text and ipaddress.ip_interface(text).ip != net.network_address
         return Net(net.version, int(net.network_address), net.prefixlen), host_bits
