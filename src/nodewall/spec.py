@@ -12,7 +12,7 @@ import ipaddress
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from nodewall import cidr
 from nodewall.errors import SpecError, format_path
 
+_M = TypeVar("_M", bound=BaseModel)
 DEFAULT_IP_FILTER = ("0.0.0.0/0", "::/0")
 PROVIDERS = ("aws", "google", "azure", "do", "upcloud")
 MAX_IP_FILTER = 8000
@@ -227,16 +228,54 @@ def parse_spec(data: Any) -> DeploymentSpec:
     """Validate a spec document (already parsed from YAML or JSON); raise SpecError."""
     if not isinstance(data, dict):
         raise SpecError([("", "the spec must be a mapping with platform, project and services")])
+    from nodewall.spec_rules import document_errors  # the cross-field rules
+
     try:
         spec = DeploymentSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_pydantic_errors(exc)) from None
-    from nodewall.spec_rules import document_errors  # the cross-field rules
-
+        raise SpecError(_pydantic_errors(exc) + _partial_document_errors(data)) from None
     errors = document_errors(spec)
     if errors:
         raise SpecError(errors)
     return spec
+
+
+def _partial_document_errors(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The cross-field errors among the parts of a spec that are structurally valid, so a
+    spec with both kinds of problems reports them all at once."""
+    from nodewall.spec_rules import Positions, document_errors
+
+    def valid(model: type[_M], item: Any) -> _M | None:
+        try:
+            return model.model_validate(item)
+        except ValidationError:
+            return None
+
+    broken: set[str] = set()
+    kept: dict[str, tuple[list[Any], list[int]]] = {}
+    for key, model in (("vpcs", Vpc), ("services", ServiceSpec), ("integrations", IntegrationSpec)):
+        raw = data.get(key, [])
+        items: list[Any] = []
+        indices: list[int] = []
+        for i, item in enumerate(raw if isinstance(raw, list) else []):
+            parsed = valid(model, item)
+            if parsed is not None:
+                items.append(parsed)
+                indices.append(i)
+            elif isinstance(item, dict):
+                name = item.get("id", item.get("name"))
+                broken.update([name] if isinstance(name, str) else [])
+        kept[key] = (items, indices)
+    project = valid(Project, data.get("project"))
+    spec = DeploymentSpec.model_construct(
+        platform=None, project=project or Project.model_construct(name="", base_port=None),
+        vpcs=kept["vpcs"][0], services=kept["services"][0],
+        integrations=kept["integrations"][0],
+    )
+    where = Positions(vpcs=tuple(kept["vpcs"][1]), services=tuple(kept["services"][1]),
+                      integrations=tuple(kept["integrations"][1]),
+                      broken_names=frozenset(broken), project_valid=project is not None)
+    return document_errors(spec, where)
 
 
 def read_document(path: str | Path) -> Any:

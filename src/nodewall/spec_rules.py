@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from nodewall import catalogue
 from nodewall.errors import SpecError
@@ -16,18 +18,36 @@ from nodewall.ports import allocate_ports, derived_offset
 from nodewall.spec import PROVIDERS, RESERVED_PORTS, DeploymentSpec, ServiceSpec, UserConfig
 
 Errors = list[tuple[str, str]]
+T = TypeVar("T")
 
 
-def document_errors(spec: DeploymentSpec) -> Errors:
+@dataclass(frozen=True)
+class Positions:
+    """Where the items of a spec stood in the document. A spec whose structure is partly
+    invalid is checked with only its valid items: their original indices keep the paths right,
+    and references to the names of invalid items are not reported again as unknown."""
+
+    vpcs: tuple[int, ...] | None = None
+    services: tuple[int, ...] | None = None
+    integrations: tuple[int, ...] | None = None
+    broken_names: frozenset[str] = frozenset()
+    project_valid: bool = True
+
+    def of(self, kind: str, items: Sequence[T]) -> Iterator[tuple[int, T]]:
+        indices: tuple[int, ...] | None = getattr(self, kind)
+        return zip(range(len(items)) if indices is None else indices, items, strict=True)
+
+
+def document_errors(spec: DeploymentSpec, where: Positions | None = None) -> Errors:
+    where = where or Positions()
     errors: Errors = []
-    errors += _duplicates(spec)
-    for i, vpc in enumerate(spec.vpcs):
+    errors += _duplicates(spec, where)
+    for i, vpc in where.of("vpcs", spec.vpcs):
         if vpc.cloud.split("-", 1)[0] not in PROVIDERS:
             errors.append((f"vpcs[{i}].cloud", _unknown_provider(vpc.cloud)))
-    vpc_ids = {v.id: v for v in spec.vpcs}
-    for i, service in enumerate(spec.services):
-        errors += _service_errors(spec, service, f"services[{i}]", vpc_ids)
-    errors += _integration_errors(spec)
+    for i, service in where.of("services", spec.services):
+        errors += _service_errors(spec, service, f"services[{i}]", where)
+    errors += _integration_errors(spec, where)
     return errors
 
 
@@ -35,13 +55,14 @@ def _unknown_provider(cloud: str) -> str:
     return f"{cloud!r} is not a known cloud (provider one of {', '.join(PROVIDERS)})"
 
 
-def _duplicates(spec: DeploymentSpec) -> Errors:
+def _duplicates(spec: DeploymentSpec, where: Positions) -> Errors:
     errors: Errors = []
+    services = list(where.of("services", spec.services))
     for kind, names in (
-        ("vpcs", [(f"vpcs[{i}].id", v.id) for i, v in enumerate(spec.vpcs)]),
-        ("services", [(f"services[{i}].name", s.name) for i, s in enumerate(spec.services)]),
+        ("vpcs", [(f"vpcs[{i}].id", v.id) for i, v in where.of("vpcs", spec.vpcs)]),
+        ("services", [(f"services[{i}].name", s.name) for i, s in services]),
         ("nodes", [(f"services[{i}].nodes[{j}].name", n.name)
-                   for i, s in enumerate(spec.services) for j, n in enumerate(s.nodes)]),
+                   for i, s in services for j, n in enumerate(s.nodes)]),
     ):
         seen: dict[str, str] = {}
         for path, name in names:
@@ -51,7 +72,7 @@ def _duplicates(spec: DeploymentSpec) -> Errors:
             else:
                 seen[name] = path
     seen_addr: dict[str, str] = {}
-    for i, s in enumerate(spec.services):
+    for i, s in services:
         for j, n in enumerate(s.nodes):
             for k, addr in enumerate(n.addresses):
                 path = f"services[{i}].nodes[{j}].addresses[{k}]"
@@ -64,7 +85,7 @@ def _duplicates(spec: DeploymentSpec) -> Errors:
 
 
 def _service_errors(
-    spec: DeploymentSpec, service: ServiceSpec, path: str, vpcs: Mapping[str, object]
+    spec: DeploymentSpec, service: ServiceSpec, path: str, where: Positions
 ) -> Errors:
     errors: Errors = []
     types = catalogue.service_types()
@@ -73,7 +94,8 @@ def _service_errors(
         return [(f"{path}.type", f"unknown service type {service.type!r} (known: {known})")]
     if service.provider not in PROVIDERS:
         errors.append((f"{path}.cloud", _unknown_provider(service.cloud)))
-    if service.vpc is not None:
+    vpcs = {v.id for v in spec.vpcs}
+    if service.vpc is not None and service.vpc not in where.broken_names:
         if service.vpc not in vpcs:
             errors.append((f"{path}.vpc", f"unknown VPC {service.vpc!r}"))
         elif spec.vpc(service.vpc).cloud != service.cloud:
@@ -93,7 +115,7 @@ def _service_errors(
     errors += user_config_errors(service.type, service.user_config, f"{path}.user_config")
     pin_errors = _pin_errors(service, f"{path}.ports")
     errors += pin_errors
-    if not pin_errors:
+    if not pin_errors and where.project_valid:
         errors += _allocation_errors(spec, service, path)
     return errors
 
@@ -152,11 +174,11 @@ def _pin_errors(service: ServiceSpec, path: str) -> Errors:
     return errors
 
 
-def _integration_errors(spec: DeploymentSpec) -> Errors:
+def _integration_errors(spec: DeploymentSpec, where: Positions) -> Errors:
     errors: Errors = []
     kinds = catalogue.integration_types()
     services = {s.name: s for s in spec.services}
-    for i, integ in enumerate(spec.integrations):
+    for i, integ in where.of("integrations", spec.integrations):
         path = f"integrations[{i}]"
         kind = kinds.get(integ.type)
         if kind is None:
@@ -172,7 +194,8 @@ def _integration_errors(spec: DeploymentSpec) -> Errors:
             continue
         missing = [(k, v) for k, v in ends.items() if v is not None and v not in services]
         for end, name in missing:
-            errors.append((f"{path}.{end}", f"unknown service {name!r}"))
+            if name not in where.broken_names:
+                errors.append((f"{path}.{end}", f"unknown service {name!r}"))
         if missing:
             continue
         target_name = ends[kind.target]

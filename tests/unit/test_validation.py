@@ -270,9 +270,6 @@ def test_all_cross_reference_errors_are_reported_at_once(tmp_path: Path) -> None
     assert not missing, f"errors not reported: {missing}; output:\n{result.output}"
 
 
-@pytest.mark.xfail(strict=True, reason="parse_spec checks cross-field rules only on a "
-                   "structurally valid spec, so an unknown VPC is reported only after a bad "
-                   "CIDR is fixed (SPEC 2: all errors at once)")
 def test_structural_and_cross_reference_errors_are_reported_together() -> None:
     doc = good()
     doc["services"][0]["user_config"]["ip_filter"] = ["bad"]
@@ -281,6 +278,27 @@ def test_structural_and_cross_reference_errors_are_reported_together() -> None:
         parse_spec(doc)
     paths = [p for p, _ in info.value.errors]
     assert "services[0].user_config.ip_filter[0]" in paths and "services[2].vpc" in paths, paths
+
+
+def test_a_structurally_broken_service_is_not_reported_again_as_an_unknown_reference() -> None:
+    doc = good()
+    broken = doc["services"][0]["name"]
+    doc["services"][0]["user_config"]["ip_filter"] = ["bad"]
+    doc["integrations"] = [{"type": "prometheus", "source": broken}]
+    with pytest.raises(SpecError) as info:
+        parse_spec(doc)
+    lines = info.value.lines()
+    assert len(lines) == 1 and lines[0].startswith("services[0].user_config.ip_filter[0]:"), lines
+
+
+def test_cross_field_errors_keep_their_document_index_when_an_earlier_item_is_broken() -> None:
+    doc = good()
+    doc["services"][0]["type"] = 7  # structurally wrong: not a string
+    doc["services"][1]["socks5_proxy"] = "10.0.0.1:1080"  # only ece services have one
+    with pytest.raises(SpecError) as info:
+        parse_spec(doc)
+    paths = [p for p, _ in info.value.errors]
+    assert paths == ["services[0].type", "services[1].socks5_proxy"], paths
 
 
 def test_description_of_1024_characters_is_accepted() -> None:
