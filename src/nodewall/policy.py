@@ -160,7 +160,16 @@ class NodePolicy:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The policy as plain data (tuples stay tuples, as `dataclasses.asdict` gives them),
+        built without asdict's deep copies: a 1000-peer policy is walked once."""
+        data = dict(vars(self))
+        data["sets"] = tuple(
+            {**vars(s), "elements": tuple(dict(vars(e)) for e in s.elements)} for s in self.sets
+        )
+        data["rules"] = tuple(dict(vars(r)) for r in self.rules)
+        data["components"] = tuple(dict(vars(c)) for c in self.components)
+        data["extra"] = dict(self.extra)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodePolicy:
