@@ -21,10 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from specgen import big_spec  # noqa: E402
-
-from nodewall.compiler import compile_node  # noqa: E402
-from nodewall.spec import parse_spec  # noqa: E402
+from nodewall.compiler import compile_node
+from nodewall.spec import parse_spec
+from specgen import big_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,6 +9,7 @@ never writes customer text (ip_filter descriptions) into a policy.
 from __future__ import annotations
 
 import gc
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -207,9 +208,13 @@ def _integrations(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
                               f"reaches no enabled component of {service.name}")
             continue
         reason = f"integration {integ.type} {connector.name}"
+        # Named after what the integration is, not where it stands in the spec, so adding or
+        # removing another integration leaves this node's sets (and version) alone.
+        digest = hashlib.sha256(f"{integ.type}/{connector.name}".encode()).hexdigest()[:10]
+        set_prefix = f"int_{digest}"
         nodes = [(n.name, n.addresses) for n in connector.nodes]
         for family in FAMILIES:
-            name = b.add_set(f"int{index}_v{family}", family, f"nodes of {connector.name}",
+            name = b.add_set(f"{set_prefix}_v{family}", family, f"nodes of {connector.name}",
                              _host_elements(nodes, family, f"{connector.name} node"),
                              hosts_only=True)
             b.rule(direction="in", action="accept", family=family, protocol="tcp",

@@ -82,6 +82,8 @@ def _ip_filter_item(value: Any) -> Any:
 Cidr = Annotated[str, AfterValidator(_cidr)]
 Address = Annotated[str, AfterValidator(_address)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+#: Cloud names ("aws-eu-west-1"), service and integration types: short, lower-case identifiers.
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -100,7 +102,7 @@ class Project(_Strict):
 
 class Vpc(_Strict):
     id: Name
-    cloud: str
+    cloud: Identifier
     network_cidr: Cidr
     peer_cidrs: list[Cidr] = []
 
@@ -134,7 +136,7 @@ class UserConfig(_Strict):
         Field(max_length=MAX_IP_FILTER),
     ] = Field(default_factory=lambda: [IpFilterEntry(network=n) for n in DEFAULT_IP_FILTER])
     enable_ipv6: bool | None = None
-    public_access: dict[str, bool] = {}
+    public_access: dict[Identifier, bool] = {}
     kafka_rest: bool | None = None
     schema_registry: bool | None = None
     kafka_connect: bool | None = None
@@ -163,13 +165,13 @@ class NodeSpec(_Strict):
 
 class ServiceSpec(_Strict):
     name: Name
-    type: str
-    cloud: str
+    type: Identifier
+    cloud: Identifier
     vpc: Name | None = None
     environment: Literal["standard", "byoc", "ece"] = "standard"
     socks5_proxy: Annotated[str, AfterValidator(_proxy)] | None = None
     user_config: UserConfig = Field(default_factory=UserConfig)
-    ports: dict[str, Port] = {}
+    ports: dict[Identifier, Port] = {}
     nodes: list[NodeSpec] = []
 
     @property
@@ -178,7 +180,7 @@ class ServiceSpec(_Strict):
 
 
 class IntegrationSpec(_Strict):
-    type: str
+    type: Identifier
     source: Name
     dest: Name | None = None
 

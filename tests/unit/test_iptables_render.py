@@ -3,6 +3,8 @@ variant choice. No kernel here (tests/kernel/test_iptables_*.py has that)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from nodewall.backends import ipset, xtables
@@ -76,7 +78,7 @@ def test_rule_lines_canonical_form() -> None:
     assert rule_lines(rule, 4, NAMES) == [
         "-A NODEWALL-OUTPUT ! -o lo -p tcp -m conntrack --ctstate NEW,ESTABLISHED -m tcp "
         "--dport 80 -m set --match-set nodewall-clients_v4 dst -m owner --uid-owner 0 "
-        '-m limit --limit 5/sec -m comment --comment "metadata for root" -j ACCEPT']
+        '-m limit --limit 5/sec -m comment --comment "metadata for root" -j RETURN']
     assert rule_lines(rule, 6, NAMES) == []  # an IPv4 rule has no IPv6 line
 
 
@@ -144,3 +146,32 @@ def test_has_rules() -> None:
     assert xtables._has_rules("*filter\n:INPUT DROP [0:0]\nCOMMIT\n")
     assert xtables._has_rules("*filter\n:X - [0:0]\nCOMMIT\n")
     assert xtables._has_rules("*nat\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n")
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.0/8\ndestroy foo", "10.0.0.0/8\n", "10.0.0.0/8 x",
+                                 "999.1.1.1/8", "10.0.0.0/33", "2001:db8::/48\nflush"])
+def test_set_members_never_carry_more_than_an_address(bad: str) -> None:
+    with pytest.raises(ValueError):
+        ipset.members(AddressSet("x", 4, False, "x", (SetElement(bad),)))
+
+
+def test_cut_is_skipped_only_when_sets_grow_under_accept_rules() -> None:
+    from nodewall.backends.iptables import KernelState, _only_widens
+
+    policy = small_policy()
+    names = {"clients_v4": "nodewall-clients_v4", "peers_v6": "nodewall-peers_v6"}
+
+    def state(clients: set[str]) -> KernelState:
+        sets = {
+            "nodewall-clients_v4": ipset.KernelSet("nodewall-clients_v4", "hash:net", "inet",
+                                                   frozenset(clients)),
+            "nodewall-peers_v6": ipset.KernelSet("nodewall-peers_v6", "hash:ip", "inet6",
+                                                 frozenset({"2001:db8::12/128"})),
+        }
+        return KernelState({4: xtables.FilterTable(), 6: xtables.FilterTable()}, sets)
+
+    assert _only_widens(policy, state({"10.0.0.0/8"}), names)  # gains 0.0.0.0/1, 128.0.0.0/1
+    assert not _only_widens(policy, state({"10.0.0.0/8", "192.0.2.0/24"}), names)  # loses one
+    rejecting = dataclasses.replace(policy, rules=(
+        Rule("in", "reject", "no", family=4, src_set="clients_v4"), *policy.rules))
+    assert not _only_widens(rejecting, state({"10.0.0.0/8"}), names)

@@ -7,21 +7,18 @@ nodewall's own words and the field paths; a customer's ip_filter description is 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from nodewall.errors import SpecError
 
-#: Spec field names -> the API's names for them.
-API_FIELD = {
-    "name": "service_name",
-    "type": "service_type",
-    "cloud": "cloud_name",
-    "vpc": "project_vpc_id",
-    "source": "source_service",
-    "dest": "dest_service",
-}
+#: Spec field names -> the API's names for them, per kind of object.
+SERVICE_FIELDS = {"name": "service_name", "type": "service_type", "cloud": "cloud_name",
+                  "vpc": "project_vpc_id"}
+VPC_FIELDS = {"cloud": "cloud_name"}
+INTEGRATION_FIELDS = {"type": "integration_type", "source": "source_service",
+                      "dest": "dest_service"}
+NODE_FIELDS = {"name": "node"}
 
 
 class ApiError(Exception):
@@ -45,14 +42,12 @@ def error_body(status: int, messages: list[str]) -> dict[str, Any]:
 
 def field_message(path: str, reason: str) -> str:
     """('user_config.ip_filter[3]', why) -> "Invalid 'user_config': Invalid input for
-    ip_filter[3]: why"; ('cloud_name', why) -> "Invalid 'cloud_name': why"."""
-    match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)(.*)$", path)
-    if not match:
-        return f"Invalid input: {reason}" if not path else f"Invalid '{path}': {reason}"
-    head, rest = match.group(1), match.group(2).lstrip(".")
-    if rest:
-        return f"Invalid '{head}': Invalid input for {rest}: {reason}"
-    return f"Invalid '{head}': {reason}"
+    ip_filter[3]: why" (the platform's words); ('addresses[0]', why) -> "Invalid
+    'addresses[0]': why"."""
+    head, dot, rest = path.partition(".")
+    if head == "user_config" and dot:
+        return f"Invalid 'user_config': Invalid input for {rest}: {reason}"
+    return f"Invalid '{path}': {reason}" if path else f"Invalid input: {reason}"
 
 
 def spec_error(exc: SpecError, relocate: Callable[[str], str | None]) -> ApiError:
@@ -68,8 +63,9 @@ def spec_error(exc: SpecError, relocate: Callable[[str], str | None]) -> ApiErro
     return ApiError(400, *messages)
 
 
-def under(prefix: str, path: str) -> str | None:
-    """The rest of `path` below `prefix` ('services[2]'), API-renamed; None when outside it."""
+def under(prefix: str, path: str, names: dict[str, str] | None = None) -> str | None:
+    """The rest of `path` below `prefix` ('services[2]'), its first key renamed by `names`;
+    None when the path lies outside `prefix`."""
     if path == prefix:
         return ""
     for sep in (".", "["):
@@ -78,6 +74,6 @@ def under(prefix: str, path: str) -> str | None:
             head, dot, tail = rest.partition(".")
             bracket = head.find("[")
             name = head if bracket < 0 else head[:bracket]
-            renamed = API_FIELD.get(name, name) + ("" if bracket < 0 else head[bracket:])
+            renamed = (names or {}).get(name, name) + ("" if bracket < 0 else head[bracket:])
             return renamed + (dot + tail if dot else "")
     return None

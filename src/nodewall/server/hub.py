@@ -1,4 +1,4 @@
-"""Long-poll waiters and change notification.
+"""Long-poll waiters, change notification, and the answer cache of the policy endpoint.
 
 Agents hold `GET /v1/node/{node}/policy?version=V&wait=S`; each holder waits on a future in the
 `PolicyHub`. When node policies change, the hub loads the new rows of the nodes that have
@@ -7,6 +7,11 @@ nodes with it. With SQLite (one server process) the writer tells the hub directl
 with PostgreSQL the writer sends NOTIFY inside its transaction and every server process (this one
 included) hears it on a LISTEN connection, so a change made through one process wakes the
 waiters of all.
+
+The hub also caches each node's answer (the version and the ready body), so the policy
+endpoint is a dictionary lookup: a notification drops the nodes it names (all of them after the
+LISTEN connection is re-opened), and an entry lives at most CACHE_SECONDS in any case, which
+bounds how stale an answer can be if a notification were ever lost.
 
 It never decides what changed (see `policies`) and never writes to the store.
 """
@@ -33,6 +38,8 @@ CHANNEL = "nodewall_policy"
 #: NOTIFY payloads must stay under 8000 bytes.
 PAYLOAD_LIMIT = 7000
 _CHUNK = 500
+CACHE_SECONDS = 30.0
+CACHE_LIMIT = 50_000
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,9 @@ class PolicyHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        self._cache: dict[str, tuple[float, Answer | None]] = {}
+        self._epoch = 0  # bumped by every invalidation; a read started before one is not kept
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -93,6 +103,35 @@ class PolicyHub:
         self._stop.set()
         if self._listener is not None:
             self._listener.join(timeout=5)
+
+    # --- answers ---------------------------------------------------------------------------
+    async def answer(self, node: str) -> Answer | None:
+        """The node's current answer (None: no policy), from the cache when fresh."""
+        now = asyncio.get_running_loop().time()
+        hit = self._cache.get(node)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        epoch = self._epoch
+        found = (await asyncio.to_thread(load_answers, self._store, [node])).get(node)
+        self._remember(epoch, {node: found})
+        return found
+
+    def _remember(self, epoch: int, answers: dict[str, Answer | None]) -> None:
+        if epoch != self._epoch:
+            return  # something changed while we read: do not keep what we read
+        if len(self._cache) + len(answers) > CACHE_LIMIT:
+            self._cache.clear()
+        expires = asyncio.get_running_loop().time() + CACHE_SECONDS
+        for node, found in answers.items():
+            self._cache[node] = (expires, found)
+
+    def _invalidate(self, nodes: list[str] | None) -> None:
+        self._epoch += 1
+        if nodes is None:
+            self._cache.clear()
+        else:
+            for node in nodes:
+                self._cache.pop(node, None)
 
     # --- waiting ---------------------------------------------------------------------------
     def register(self, node: str) -> asyncio.Future[Answer | None]:
@@ -116,7 +155,15 @@ class PolicyHub:
         if loop is None or loop.is_closed():
             return
         names = None if nodes is None else list(nodes)
-        loop.call_soon_threadsafe(lambda: loop.create_task(self.wake(names)))
+        loop.call_soon_threadsafe(self._changed, names)
+
+    def _changed(self, nodes: list[str] | None) -> None:
+        """On the loop: drop the cached answers at once (before the writer's HTTP answer goes
+        out, which was queued after us), then wake the held polls."""
+        self._invalidate(nodes)
+        task = asyncio.get_running_loop().create_task(self.wake(nodes))
+        self._tasks.add(task)  # the loop keeps only a weak reference to tasks
+        task.add_done_callback(self._tasks.discard)
 
     async def wake(self, nodes: list[str] | None) -> None:
         targets = list(self._waiters) if nodes is None else [
@@ -124,7 +171,9 @@ class PolicyHub:
         ]
         if not targets:
             return
+        epoch = self._epoch
         answers = await asyncio.to_thread(load_answers, self._store, targets)
+        self._remember(epoch, {n: answers.get(n) for n in targets})
         for node in targets:
             futures = self._waiters.pop(node, set())
             answer = answers.get(node)
@@ -148,11 +197,10 @@ class PolicyHub:
                     # Anything may have changed while we were not listening.
                     self.notify_threadsafe(None)
                     while not self._stop.is_set():
-                        batch: list[str] = []
-                        for note in conn.notifies(timeout=0.5, stop_after=1000):
-                            batch.extend(note.payload.split(","))
-                        if batch:
-                            self.notify_threadsafe(batch)
-            except Exception as exc:  # noqa: BLE001 - keep listening whatever happened
+                        for note in conn.notifies(timeout=0.5):
+                            self.notify_threadsafe(note.payload.split(","))
+                            if self._stop.is_set():
+                                break
+            except Exception as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting", type(exc).__name__)
                 self._stop.wait(1.0)

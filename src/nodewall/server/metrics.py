@@ -10,7 +10,7 @@ REQUESTS = Counter("nodewall_api_requests_total", "API requests answered",
 COMPILE_SECONDS = Histogram("nodewall_compile_seconds",
                             "Time to recompile the nodes one change affects")
 NODES_COMPILED = Counter("nodewall_nodes_compiled_total", "Node policies compiled")
-POLICY_CHANGES = Counter("nodewall_policy_changes_total", "Node policy versions changed")
+POLICY_CHANGES = Counter("nodewall_policy_changes_total", "Stored node policies rewritten")
 WAITERS = Gauge("nodewall_policy_waiters", "Long-polls currently held")
 WAKEUPS = Counter("nodewall_policy_wakeups_total", "Long-polls answered by a change")
 NOTIFY_RECONNECTS = Counter("nodewall_listen_reconnects_total",

@@ -2,9 +2,10 @@
 
 A change recompiles only the nodes whose policy can depend on it: an ip_filter edit, that
 service's nodes; a node added, replaced or removed, its service's nodes and the nodes of every
-service integrated with it; an integration, both ends; the platform settings, every node. A
-policy row is rewritten only when its content changed, and only a changed *version* (what the
-kernel must hold) is reported for waking agents. It never commits: the caller's transaction does.
+service integrated with it; an integration, both ends; the platform settings, every node; a
+service deleted, every node of its project. A policy row is rewritten only when its content
+changed, and those nodes are reported (held polls are answered only when the *version*, what the
+kernel must hold, differs). It never commits: the caller's transaction does.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -44,7 +44,7 @@ def node_change_scope(spec: DeploymentSpec, service: str) -> set[str]:
 
 
 def refresh(session: Session, spec: DeploymentSpec, nodes: Iterable[str]) -> list[str]:
-    """Compile `nodes` from `spec`, store what changed; return the nodes whose version changed."""
+    """Compile `nodes` from `spec`, store what changed; return the nodes whose row changed."""
     from nodewall.compiler import compile_node
 
     names = sorted(set(nodes) & set(spec.node_names))
@@ -69,8 +69,7 @@ def refresh(session: Session, spec: DeploymentSpec, nodes: Iterable[str]) -> lis
                                       updated_at=now))
             changed.append(name)
         elif row.policy != text:
-            if row.version != version:
-                changed.append(name)
+            changed.append(name)
             row.version, row.policy, row.updated_at = version, text, now
     metrics.COMPILE_SECONDS.observe(time.perf_counter() - started)
     metrics.NODES_COMPILED.inc(len(names))
@@ -89,9 +88,3 @@ def policy_body(version: str, policy_json: str) -> bytes:
     """The `{version, policy}` answer, spliced from the stored JSON without re-encoding it."""
     return b'{"version":"' + version.encode() + b'","policy":' + policy_json.encode() + b"}"
 
-
-def as_dict(policy_json: str) -> dict[str, Any]:
-    import json
-
-    result: dict[str, Any] = json.loads(policy_json)
-    return result

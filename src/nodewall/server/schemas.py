@@ -7,9 +7,20 @@ types, user_config) is checked by the spec model in `nodewall.spec`, the one sou
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+#: A string the store can hold: no NUL (PostgreSQL text refuses it), bounded length.
+Short = Annotated[str, Field(max_length=255), AfterValidator(_no_nul)]
+LongText = Annotated[str, Field(max_length=4096), AfterValidator(_no_nul)]
 
 
 class _In(BaseModel):
@@ -31,7 +42,7 @@ class Message(BaseModel):
 
 
 class PlatformIn(_In):
-    management_networks: list[str]
+    management_networks: list[Short]
 
 
 class PlatformOut(BaseModel):
@@ -39,7 +50,7 @@ class PlatformOut(BaseModel):
 
 
 class ProjectIn(_In):
-    project: str
+    project: Short
     base_port: int | None = None
 
 
@@ -53,9 +64,9 @@ class ProjectOut(BaseModel):
 
 
 class VpcIn(_In):
-    cloud_name: str
-    network_cidr: str
-    peer_cidrs: list[str] = Field(default_factory=list)
+    cloud_name: Short
+    network_cidr: Short
+    peer_cidrs: list[Short] = Field(default_factory=list)
 
 
 class VpcOut(BaseModel):
@@ -71,12 +82,12 @@ class VpcList(BaseModel):
 
 
 class ServiceIn(_In):
-    service_name: str
-    service_type: str
-    cloud_name: str
-    project_vpc_id: str | None = None
-    environment: str | None = None
-    socks5_proxy: str | None = None
+    service_name: Short
+    service_type: Short
+    cloud_name: Short
+    project_vpc_id: Short | None = None
+    environment: Short | None = None
+    socks5_proxy: Short | None = None
     user_config: dict[str, Any] | None = None
 
 
@@ -120,7 +131,7 @@ class ServiceList(BaseModel):
 
 
 class NodeIn(_In):
-    addresses: list[str]
+    addresses: list[Short]
 
 
 class NodeChange(BaseModel):
@@ -129,9 +140,9 @@ class NodeChange(BaseModel):
 
 
 class IntegrationIn(_In):
-    integration_type: str
-    source_service: str
-    dest_service: str | None = None
+    integration_type: Short
+    source_service: Short
+    dest_service: Short | None = None
 
 
 class IntegrationBody(BaseModel):
@@ -150,9 +161,9 @@ class PolicyOut(BaseModel):
 
 
 class StatusIn(_In):
-    applied_version: str | None = None
-    backend: str
-    error: str | None = None
+    applied_version: Annotated[str, Field(max_length=64), AfterValidator(_no_nul)] | None = None
+    backend: Annotated[str, Field(max_length=32), AfterValidator(_no_nul)]
+    error: LongText | None = None
 
 
 class StatusOut(BaseModel):
