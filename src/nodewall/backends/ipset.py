@@ -13,15 +13,21 @@ set whose name does not start with `nodewall-`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from nodewall.backends import xtables
+from nodewall.backends.base import BackendError
 from nodewall.policy import AddressSet
 
 PREFIX = "nodewall-"
+_IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
+                   r"(/(3[0-2]|[12]?\d))?")
 SLOT_B = "-b"
 
 
@@ -45,6 +51,11 @@ def other_slot(slot: str) -> str:
     return "a" if slot == "b" else "b"
 
 
+def other_name(name: str) -> str:
+    """The kernel name of the same set in the other slot."""
+    return name[: -len(SLOT_B)] if name.endswith(SLOT_B) else name + SLOT_B
+
+
 def set_type(s: AddressSet) -> str:
     return "hash:ip" if s.hosts_only else "hash:net"
 
@@ -56,17 +67,39 @@ def set_family(s: AddressSet) -> str:
 def members(s: AddressSet) -> frozenset[str]:
     """What the kernel set holds for a policy set. hash:net cannot hold a /0, so a default
     route is stored as its two /1 halves (the same addresses)."""
+    return _members(s.networks, s.hosts_only)
+
+
+@functools.lru_cache(maxsize=128)
+def _members(networks: tuple[str, ...], hosts_only: bool) -> frozenset[str]:
     out: set[str] = set()
-    for network in s.networks:
-        net = ipaddress.ip_network(network, strict=False)
-        if net.prefixlen == 0:
+    for network in networks:
+        if network.endswith("/0"):
+            net = ipaddress.ip_network(network)
             out.update(str(half) for half in net.subnets(prefixlen_diff=1))
-        elif s.hosts_only:
-            out.update(f"{a}/{net.max_prefixlen}" for a in (net if net.num_addresses > 1 else [
-                net.network_address]))
-        else:
-            out.add(str(net))
+            continue
+        member = _canonical(network)
+        if hosts_only and not member.endswith(("/32", "/128")):
+            raise ValueError(f"a hosts-only set cannot hold the network {network}")
+        out.add(member)
     return frozenset(out)
+
+
+def _canonical(member: str) -> str:
+    """One network in the form both sides are compared in, for policy text and `ipset save`
+    text alike. IPv4 text is taken as it is (the policy holds normalised CIDRs, ipset prints
+    them the same way, a host without /32); IPv6 text goes through ipaddress, whose spelling
+    and inet_ntop's can differ."""
+    if ":" in member or not _IPV4.fullmatch(member):  # ipaddress also refuses anything odd
+        return str(ipaddress.ip_network(member, strict=False))
+    return member if "/" in member else member + "/32"
+
+
+def initval(set_name: str) -> str:
+    """The hash seed of a set, fixed by its policy name: a set refilled or recreated (either
+    slot) reads back byte-identical. Its elements come from the policy, never from packets,
+    so a predictable seed gives an outsider nothing to collide."""
+    return "0x" + hashlib.sha256(set_name.encode()).hexdigest()[:8]
 
 
 def content_digest(type_: str, family: str, nets: Iterable[str]) -> str:
@@ -78,56 +111,57 @@ def policy_digest(s: AddressSet) -> str:
     return content_digest(set_type(s), set_family(s), members(s))
 
 
-def _member_text(type_: str, network: str) -> str:
-    net = ipaddress.ip_network(network)
-    if type_ == "hash:ip" or net.prefixlen == net.max_prefixlen:
-        return str(net.network_address)
-    return str(net)
-
-
 def create_lines(name: str, s: AddressSet) -> list[str]:
     """`ipset restore` lines creating and filling one set."""
-    nets = sorted(members(s), key=_sort_key)
+    nets = sorted(members(s))
     size = max(1024, 1 << (max(len(nets), 1) - 1).bit_length())
     maxelem = max(65536, 2 * len(nets))
     lines = [f"create {name} {set_type(s)} family {set_family(s)} "
-             f"hashsize {size} maxelem {maxelem}"]
-    lines.extend(f"add {name} {_member_text(set_type(s), n)}" for n in nets)
+             f"hashsize {size} maxelem {maxelem} initval {initval(s.name)}"]
+    lines.extend(f"add {name} {_member_text(n)}" for n in nets)
     return lines
 
 
-def kernel_create_lines(name: str, ks: KernelSet) -> list[str]:
-    """`ipset restore` lines recreating a set read back from the kernel (for rollback)."""
-    maxelem = max(65536, 2 * len(ks.members))
-    lines = [f"create {name} {ks.type} family {ks.family} maxelem {maxelem}"]
-    lines.extend(f"add {name} {_member_text(ks.type, n)}"
-                 for n in sorted(ks.members, key=_sort_key))
-    return lines
-
-
-def _sort_key(network: str) -> tuple[int, int, int]:
-    net = ipaddress.ip_network(network)
-    return (net.version, int(net.network_address), net.prefixlen)
+def _member_text(network: str) -> str:
+    """A host without its prefix length, as ipset prints it (and as hash:ip needs it)."""
+    for host in ("/32", "/128"):
+        if network.endswith(host):
+            return network[: -len(host)]
+    return network
 
 
 def restore(lines: list[str]) -> None:
     if lines:
-        xtables.run(["ipset", "restore"], "\n".join(lines) + "\n")
+        text = "\n".join(lines) + "\n"
+        try:
+            xtables.run(["ipset", "restore"], text)
+        except BackendError as exc:
+            raise BackendError(xtables.with_offending_line(str(exc), text)) from exc
 
 
-def read_sets() -> dict[str, KernelSet]:
-    """nodewall's sets in this network namespace, by kernel name."""
-    text = xtables.run(["ipset", "save"])
+def read_sets(only: Sequence[str] | None = None) -> dict[str, KernelSet]:
+    """nodewall's sets in this network namespace, by kernel name (`only`: just these; one
+    `ipset save` each, cheaper than saving every set when they are few)."""
+    if only is None or len(only) > 3:
+        text = xtables.run(["ipset", "save"])
+    else:
+        texts = []
+        for name in only:
+            with contextlib.suppress(BackendError):  # absent: left out of the answer
+                texts.append(xtables.run(["ipset", "save", name]))
+        text = "".join(texts)
     found: dict[str, tuple[str, str, set[str]]] = {}
     for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 3 or not parts[1].startswith(PREFIX):
+        kind, _, rest = line.partition(" ")
+        name, _, rest = rest.partition(" ")
+        if not name.startswith(PREFIX) or (only is not None and name not in only):
             continue
-        if parts[0] == "create":
+        if kind == "add" and name in found:
+            found[name][2].add(_canonical(rest.partition(" ")[0]))
+        elif kind == "create":
+            parts = rest.split()
             family = parts[parts.index("family") + 1] if "family" in parts else "inet"
-            found[parts[1]] = (parts[2], family, set())
-        elif parts[0] == "add" and parts[1] in found:
-            found[parts[1]][2].add(str(ipaddress.ip_network(parts[2], strict=False)))
+            found[name] = (parts[0], family, set())
     return {
         name: KernelSet(name, t, fam, frozenset(m)) for name, (t, fam, m) in found.items()
     }

@@ -58,7 +58,28 @@ def tool(variant: Variant, family: FamilyNum, what: Literal["save", "restore", "
 
 def restore(variant: Variant, family: FamilyNum, text: str) -> None:
     """Load one ruleset text as one kernel transaction, leaving other chains alone."""
-    run([tool(variant, family, "restore"), f"--wait={LOCK_WAIT_SECONDS}", "--noflush"], text)
+    try:
+        run([tool(variant, family, "restore"), f"--wait={LOCK_WAIT_SECONDS}", "--noflush"], text)
+    except BackendError as exc:
+        raise BackendError(with_offending_line(str(exc), text)) from exc
+
+
+def with_offending_line(message: str, text: str) -> str:
+    """A restore tool's error with the input line it names ("line: 12", "line 12") quoted."""
+    found = re.search(r"\bline:? (\d+)", message, re.IGNORECASE)
+    lines = text.splitlines()
+    if found is None or not 0 < int(found.group(1)) <= len(lines):
+        return message
+    number = int(found.group(1))
+    return f"{message}\noffending line {number}: {lines[number - 1]}"
+
+
+def drop_empty_table(variant: Variant, family: FamilyNum) -> None:
+    """Delete an iptables-nft `filter` table that holds nothing (for a rollback of the first
+    apply, so that the kernel ends as it began); anything else is left alone."""
+    if variant != "nft" or _has_rules(save(variant, family)):
+        return
+    run(["nft", "delete", "table", "ip" if family == 4 else "ip6", "filter"])
 
 
 def save(variant: Variant, family: FamilyNum, table: str = "filter") -> str:
@@ -71,6 +92,7 @@ class FilterTable:
 
     chains: dict[str, list[str]] = field(default_factory=dict)  # chain -> its "-A" lines, in order
     order: tuple[str, ...] = ()  # chain names as declared
+    exists: bool = False  # False: the save was empty (no table yet)
 
     def ours(self) -> dict[str, list[str]]:
         return {c: lines for c, lines in self.chains.items() if c.startswith(CHAIN_PREFIX)}
@@ -91,7 +113,7 @@ def parse_save(text: str) -> FilterTable:
         elif line.startswith("-A "):
             name = line.split(" ", 2)[1]
             chains.setdefault(name, []).append(line)
-    return FilterTable(chains, tuple(order))
+    return FilterTable(chains, tuple(order), bool(text.strip()))
 
 
 def read_filter(variant: Variant, family: FamilyNum) -> FilterTable:

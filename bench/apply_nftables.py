@@ -1,0 +1,267 @@
+"""nftables backend benchmarks, each side by side with its floor in the same run.
+
+1. Full apply of a node with 8000 ip_filter entries and 300 peers: nodewall end to end (load
+   spec, compile, render, check, apply, read back and verify, conntrack cut) vs `nft -f` of the
+   same rendered batch. Both start from a namespace without the table.
+2. One ip_filter entry added (7999 -> 8000): nodewall end to end (load spec, compile, apply) and the
+   apply alone, vs the full apply, and vs `nft add element` (process and in-process handle).
+3. New-connection latency from an allowed client with 1 vs 8000 ip_filter entries (set lookup),
+   and with 8000 entries as a linear rule chain for contrast.
+
+Everything runs in network namespaces this script creates (prefix `nwnb`) and deletes.
+Run as root: `.venv/bin/python bench/apply_nftables.py [--repeat N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests" / "kernel"))
+
+from netns import entered  # noqa: E402
+
+from nodewall.backends.nftables import NftablesBackend, render  # noqa: E402
+from nodewall.compiler import compile_node  # noqa: E402
+from nodewall.spec import load_spec  # noqa: E402
+from specgen import big_spec  # noqa: E402
+
+NODE = "big-0"
+CLIENT_NET = "203.0.113.0/24"
+NODE_ADDR, CLIENT_ADDR, PORT = "10.128.0.1", "203.0.113.7", 14017
+
+
+def sh(*argv: str, stdin: str | None = None) -> str:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+@contextlib.contextmanager
+def namespaces(prefix: str) -> Iterator[tuple[str, str]]:
+    """A node namespace and a client namespace joined by a veth pair."""
+    node, client = f"{prefix}-node", f"{prefix}-client"
+    try:
+        sh("ip", "netns", "add", node)
+        sh("ip", "netns", "add", client)
+        sh("ip", "link", "add", f"{prefix}a", "netns", node, "type", "veth", "peer", "name",
+           f"{prefix}b", "netns", client)
+        for ns, dev, addr in ((node, f"{prefix}a", NODE_ADDR), (client, f"{prefix}b",
+                                                               CLIENT_ADDR)):
+            for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "set", dev, "up"],
+                        ["ip", "address", "add", f"{addr}/32", "dev", dev],
+                        ["ip", "route", "add", "default", "dev", dev]):
+                sh("ip", "netns", "exec", ns, *cmd)
+        yield node, client
+    finally:
+        for ns in (node, client):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def spec_file(entries: int, peers: int, extra: int = 0) -> Path:
+    spec = big_spec(entries, peers + 1)
+    spec["services"][0]["ports"] = {"pg": PORT}
+    ip_filter = spec["services"][0]["user_config"]["ip_filter"]
+    ip_filter[-1] = CLIENT_NET  # the latency client's network is one of the entries
+    for i in range(extra):
+        ip_filter.append(f"198.18.{i}.0/24")
+    fd, name = tempfile.mkstemp(prefix="nwnb-spec-", suffix=".json")
+    with open(fd, "w") as out:
+        json.dump(spec, out)
+    return Path(name)
+
+
+def timed(fn: Callable[[], object], reset: Callable[[], object], repeat: int) -> float:
+    """Median seconds of `fn`, each run after an untimed `reset`."""
+    runs = []
+    for _ in range(repeat):
+        reset()
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def drop_table() -> None:
+    subprocess.run(["nft", "delete", "table", "inet", "nodewall"], capture_output=True,
+                   check=False)
+
+
+def full_apply(spec: Path, repeat: int) -> dict[str, float]:
+    policy = compile_node(load_spec(spec), NODE)
+    batch = "add table inet nodewall\ndelete table inet nodewall\n" + render(policy)
+    with tempfile.NamedTemporaryFile("w", prefix="nwnb-", suffix=".nft") as f:
+        f.write(batch)
+        f.flush()
+
+        def nodewall() -> None:
+            NftablesBackend().apply(compile_node(load_spec(spec), NODE))
+
+        def floor() -> None:
+            sh("nft", "-f", f.name)
+
+        results: dict[str, list[float]] = {"nodewall": [], "floor": [], "load_spec": [],
+                                           "compile": [], "render": [], "backend_apply": []}
+        for _ in range(repeat):  # interleaved, so both see the same machine load
+            results["nodewall"].append(timed(nodewall, drop_table, 1))
+            results["floor"].append(timed(floor, drop_table, 1))
+            drop_table()  # where the end-to-end time goes, stage by stage
+            marks = [time.perf_counter()]
+            loaded = load_spec(spec)
+            marks.append(time.perf_counter())
+            compiled = compile_node(loaded, NODE)
+            marks.append(time.perf_counter())
+            render(compiled)
+            marks.append(time.perf_counter())
+            NftablesBackend().apply(compiled)  # renders again, applies, verifies, cuts
+            marks.append(time.perf_counter())
+            for key, a, b in zip(("load_spec", "compile", "render", "backend_apply"), marks,
+                                 marks[1:], strict=False):
+                results[key].append(b - a)
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
+def incremental(spec: Path, spec_plus: Path, repeat: int) -> dict[str, float]:
+    backend = NftablesBackend()
+    small, big = (compile_node(load_spec(p), NODE) for p in (spec, spec_plus))
+    backend.apply(small)
+    out: dict[str, list[float]] = {"e2e": [], "apply": [], "nft_add": [], "lib_add": []}
+    import nftables
+
+    handle = nftables.Nftables()
+    for i in range(repeat):
+        start = time.perf_counter()
+        assert backend.apply(compile_node(load_spec(spec_plus), NODE)).incremental
+        out["e2e"].append(time.perf_counter() - start)
+        backend.apply(small)
+        start = time.perf_counter()
+        assert backend.apply(big).incremental
+        out["apply"].append(time.perf_counter() - start)
+        backend.apply(small)
+        element = f"198.19.{i % 250}.0/24"
+        start = time.perf_counter()
+        sh("nft", "add", "element", "inet", "nodewall", "clients_v4", f"{{ {element} }}")
+        out["nft_add"].append(time.perf_counter() - start)
+        sh("nft", "delete", "element", "inet", "nodewall", "clients_v4", f"{{ {element} }}")
+        start = time.perf_counter()
+        rc, _, err = handle.cmd(f"add element inet nodewall clients_v4 {{ {element} }}")
+        out["lib_add"].append(time.perf_counter() - start)
+        assert rc == 0, err
+        sh("nft", "delete", "element", "inet", "nodewall", "clients_v4", f"{{ {element} }}")
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def connect_latency(node: str, client: str, count: int) -> float:
+    """Median seconds for a TCP handshake (connect returns) from the client to the node."""
+    with entered(node):
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((NODE_ADDR, PORT))
+    server.listen(1024)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = server.accept()
+                conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    runs = []
+    try:
+        for _ in range(count):
+            with entered(client):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            start = time.perf_counter()
+            s.connect((NODE_ADDR, PORT))
+            runs.append(time.perf_counter() - start)
+            s.close()
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    return statistics.median(runs)
+
+
+def linear_ruleset(entries: list[str]) -> str:
+    rules = "\n".join(f"\t\tip saddr {net} tcp dport {PORT} accept" for net in entries)
+    return (f"table inet nwnb_linear {{\n\tchain input {{\n\t\ttype filter hook input priority "
+            f"filter; policy accept;\n\t\tct state established,related accept\n{rules}\n"
+            f"\t\tmeta l4proto tcp reject with tcp reset\n\t}}\n}}\n")
+
+
+def latency(node: str, client: str, spec_big: Path, spec_one: Path, count: int
+            ) -> dict[str, float]:
+    out = {}
+    with entered(node):
+        backend = NftablesBackend()
+        for label, path in (("set_1", spec_one), ("set_8000", spec_big)):
+            backend.apply(compile_node(load_spec(path), NODE))
+            out[label] = connect_latency(node, client, count)
+        backend.remove()
+        entries = [e if isinstance(e, str) else e["network"]
+                   for e in json.loads(spec_big.read_text())["services"][0]["user_config"][
+                       "ip_filter"]]
+        sh("nft", "-f", "-", stdin=linear_ruleset(entries))
+        out["linear_8000"] = connect_latency(node, client, count)
+        sh("nft", "delete", "table", "inet", "nwnb_linear")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--connects", type=int, default=2000)
+    parser.add_argument("--entries", type=int, default=8000)
+    parser.add_argument("--peers", type=int, default=300)
+    args = parser.parse_args()
+    prefix = f"nwnb{secrets.token_hex(2)}"
+    # ip_filter holds at most 8000 entries: the incremental step goes from 7999 to 8000
+    specs = [spec_file(args.entries, args.peers), spec_file(args.entries - 1, args.peers),
+             spec_file(args.entries - 1, args.peers, extra=1), spec_file(1, args.peers)]
+    report: dict[str, Any] = {"entries": args.entries, "peers": args.peers}
+    try:
+        with namespaces(prefix) as (node, client), entered(node):
+            report["full"] = full_apply(specs[0], args.repeat)
+            report["incremental"] = incremental(specs[1], specs[2], args.repeat)
+            drop_table()
+        with namespaces(prefix) as (node, client):
+            report["latency"] = latency(node, client, specs[0], specs[3], args.connects)
+    finally:
+        for path in specs:
+            path.unlink(missing_ok=True)
+    full, inc, lat = report["full"], report["incremental"], report["latency"]
+    ms = 1000.0
+    print(json.dumps(report, indent=2))
+    print(f"full apply: nodewall {full['nodewall'] * ms:.1f} ms, nft -f {full['floor'] * ms:.1f}"
+          f" ms, ratio {full['nodewall'] / full['floor']:.2f}x")
+    print("  stages: " + ", ".join(f"{k} {full[k] * ms:.1f} ms" for k in
+                                   ("load_spec", "compile", "render", "backend_apply")))
+    print(f"one entry added: end to end {inc['e2e'] * ms:.1f} ms, apply only "
+          f"{inc['apply'] * ms:.1f} ms, nft add element {inc['nft_add'] * ms:.1f} ms, "
+          f"in-process add element {inc['lib_add'] * ms:.1f} ms")
+    print(f"connect latency: set of 1 {lat['set_1'] * 1e6:.0f} us, set of {args.entries} "
+          f"{lat['set_8000'] * 1e6:.0f} us, linear chain of {args.entries} "
+          f"{lat['linear_8000'] * 1e6:.0f} us")
+
+
+if __name__ == "__main__":
+    main()

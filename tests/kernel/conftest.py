@@ -1,0 +1,180 @@
+"""Fixtures of the real-kernel suite: one topology of namespaces per run, a node helper per
+backend. Every test here runs for each name in BACKENDS (the iptables backend adds its name).
+
+Outside CI a kernel test that cannot run (not root, no namespaces) is skipped; with `CI` set it
+fails instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from netns import HOSTS, Listeners, Topology, entered, kernel_ready, sh
+
+from nodewall.backends.base import ApplyResult, Backend, Status
+from nodewall.policy import NodePolicy, Rule
+
+#: Every backend must pass this same suite.
+BACKENDS = ["nftables", "iptables"]
+
+#: Per backend: commands (run in the node namespace) that change its objects behind its back.
+TAMPER: dict[str, dict[str, list[list[str]]]] = {
+    "nftables": {
+        "delete": [["nft", "delete", "table", "inet", "nodewall"]],
+        "edit": [["nft", "insert", "rule", "inet", "nodewall", "input", "tcp", "dport", "5432",
+                  "accept"]],
+    },
+    "iptables": {
+        "delete": [
+            *([ipt, "-D", hook, "-j", f"NODEWALL-{hook}"] for ipt in ("iptables", "ip6tables")
+              for hook in ("INPUT", "OUTPUT")),
+            *([ipt, op, f"NODEWALL-{c}"] for ipt in ("iptables", "ip6tables") for op in ("-F", "-X")
+              for c in ("INPUT", "OUTPUT", "REJECT", "META")),
+            ["ipset", "destroy"],  # the node namespace holds no other sets
+        ],
+        "edit": [["iptables", "-I", "NODEWALL-INPUT", "1", "-p", "tcp", "--dport", "5432", "-j",
+                  "ACCEPT"]],
+    },
+}
+
+
+def _break_nftables(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Make the next render hold a rule the kernel refuses (its parser accepts it)."""
+    from nodewall.backends import nftables
+
+    real = nftables.rule_lines
+
+    def broken(rule: Rule) -> list[str]:
+        lines = real(rule)
+        return [*lines, "tcp option maxseg size set rt mtu"] if rule.reason == "loopback" else lines
+
+    monkeypatch.setattr(nftables, "rule_lines", broken)
+    return "tcp option maxseg size set rt mtu"
+
+
+def _break_iptables(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Make the IPv4 text (the second transaction) name a set that does not exist."""
+    from nodewall.backends import iptables
+
+    real = iptables.rule_lines
+    bad = "-A NODEWALL-INPUT -m set --match-set nodewall-absent src -j ACCEPT"
+
+    def broken(rule: Rule, family: int, names: Any) -> list[str]:
+        lines = real(rule, family, names)  # type: ignore[arg-type]
+        return [*lines, bad] if (rule.reason, rule.direction, family) == ("loopback", "in",
+                                                                          4) else lines
+
+    monkeypatch.setattr(iptables, "rule_lines", broken)
+    return bad
+
+
+#: Per backend: make the next apply fail inside the kernel; returns text the error must show.
+FAILURE_INJECTORS: dict[str, Callable[[pytest.MonkeyPatch], str]] = {
+    "nftables": _break_nftables,
+    "iptables": _break_iptables,
+}
+
+#: Differential-test tally, printed at the end of the run.
+PAIRS = {"checked": 0, "mismatches": 0}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if PAIRS["checked"]:
+        terminalreporter.write_line(
+            f"kernel differential: {PAIRS['checked']} (spec, packet) pairs checked, "
+            f"{PAIRS['mismatches']} mismatches")
+
+
+#: namespace -> the echo servers running in it
+SERVERS: dict[str, Listeners] = {}
+
+#: Ports every node namespace listens on (TCP echo and UDP echo, IPv4 and IPv6).
+TCP_PORTS = {22, 80, 443, 5432, 9273, 30287, *range(14000, 14012), 14017, 14018}
+UDP_PORTS = {53, 500, 4500, 5432, 14017}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.kernel)
+
+
+@pytest.fixture(scope="session")
+def topology() -> Iterator[Topology]:
+    why = kernel_ready()
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"kernel tests must run in CI: {why}")
+        pytest.skip(why)
+    topo = Topology()
+    listeners: Listeners | None = None
+    try:
+        topo.open()
+        # Probes open thousands of short connections; their TIME_WAIT entries would make
+        # every conntrack listing long. A test-namespace setting, like the ICMP rate limits.
+        sh("nft", "add", "table", "inet", "nwn_ct_warmup", ns=topo.ns("node"))
+        sh("nft", "add", "chain", "inet", "nwn_ct_warmup", "c", "{ type filter hook input "
+           "priority 0; ct state new accept; }", ns=topo.ns("node"))
+        sh("nft", "delete", "table", "inet", "nwn_ct_warmup", ns=topo.ns("node"))
+        sh("sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=1",
+           ns=topo.ns("node"))
+        listeners = Listeners(topo.ns("node"))
+        listeners.ensure(tcp=TCP_PORTS, udp=UDP_PORTS)
+        SERVERS[topo.ns("node")] = listeners
+        yield topo
+    finally:
+        if listeners is not None:
+            listeners.close()
+            SERVERS.clear()
+        topo.close()
+
+
+class Node:
+    """The node under test: applies policies with one backend inside the node namespace."""
+
+    def __init__(self, topo: Topology, backend_name: str) -> None:
+        from nodewall.backends.registry import get_backend
+
+        self.topo = topo
+        self.ns = topo.ns("node")
+        self.backend_name = backend_name
+        with entered(self.ns):
+            self.backend: Backend = get_backend(backend_name)
+        self.v4, self.v6 = HOSTS["node"]
+        self.listeners = SERVERS[self.ns]
+
+    def apply(self, policy: NodePolicy) -> ApplyResult:
+        with entered(self.ns):
+            return self.backend.apply(policy)
+
+    def status(self) -> Status:
+        with entered(self.ns):
+            return self.backend.status()
+
+    def remove(self) -> bool:
+        with entered(self.ns):
+            return self.backend.remove()
+
+    def ruleset(self) -> str:
+        """Everything the kernel of the node holds, as text: nft ruleset and ipsets."""
+        return sh("nft", "-s", "list", "ruleset", ns=self.ns) + sh("ipset", "list", ns=self.ns)
+
+
+@pytest.fixture(params=BACKENDS)
+def node(request: pytest.FixtureRequest, topology: Topology) -> Iterator[Node]:
+    helper = Node(topology, request.param)
+    try:
+        yield helper
+    finally:
+        from nodewall.backends.registry import get_backend
+
+        with entered(helper.ns):
+            for name in BACKENDS:
+                with contextlib.suppress(Exception):
+                    get_backend(name).remove()
+        sh("conntrack", "-F", ns=helper.ns, check=False)

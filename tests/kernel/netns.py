@@ -1,0 +1,316 @@
+"""Real-kernel test fixtures: network namespaces on one L2 segment, listeners, probes.
+
+A `Topology` is a switch namespace holding a bridge and one namespace per host (the node under
+test, a cluster peer, an allowed office, an internet host, a management host, a VPC peer), each
+wired to the bridge by a veth pair, with IPv4 and IPv6 addresses and an on-link default route
+(every address is reachable on the segment). Every name carries a per-run prefix (`nwn` + a
+random suffix) and everything is deleted on `close()`, even after a failure. Traffic never
+leaves these namespaces. Probes classify an attempt as `open`, `refused` (RST or ICMP
+unreachable) or `timeout`.
+
+Threads: `entered(ns)` moves only the calling thread into a namespace (setns), and back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import secrets
+import selectors
+import socket
+import struct
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+#: host role -> (IPv4, IPv6) address; all private or documentation addresses.
+HOSTS: dict[str, tuple[str, str]] = {
+    "node": ("10.20.0.11", "2001:db8:20::11"),
+    "peer": ("10.20.0.12", "2001:db8:20::12"),
+    "office": ("203.0.113.10", "2001:db8:1::10"),
+    "internet": ("192.0.2.99", "2001:db8:bad::99"),
+    "mgmt": ("198.51.100.5", "2001:db8:ff::5"),
+    "vpc": ("10.50.0.7", "2001:db8:50::7"),
+    "metadata": ("169.254.169.254", "2001:db8:a9::254"),
+}
+
+
+def sh(*args: str, ns: str | None = None, check: bool = True) -> str:
+    """Run a command (no shell), in namespace `ns` when given; its stdout."""
+    cmd = ["ip", "netns", "exec", ns, *args] if ns else list(args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _setns(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def entered(ns: str) -> Iterator[None]:
+    """Run the body with the calling thread inside namespace `ns`."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _setns(f"/run/netns/{ns}")
+        try:
+            yield
+        finally:
+            if _libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back home failed")
+    finally:
+        os.close(home)
+
+
+def kernel_ready() -> str | None:
+    """None when namespaces and nftables can be used here, else why not."""
+    if os.geteuid() != 0:
+        return "kernel tests need root"
+    probe = f"nwn{secrets.token_hex(3)}"
+    try:
+        sh("ip", "netns", "add", probe)
+        sh("nft", "list", "ruleset", ns=probe)
+    except (RuntimeError, FileNotFoundError) as exc:
+        return f"network namespaces or nft unusable: {exc}"
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
+    return None
+
+
+@dataclass
+class Topology:
+    prefix: str = field(default_factory=lambda: f"nwn{secrets.token_hex(2)}")
+    namespaces: list[str] = field(default_factory=list)
+
+    def ns(self, role: str) -> str:
+        return f"{self.prefix}-{role}"
+
+    def open(self) -> Topology:
+        switch = self.ns("sw")
+        self._add_ns(switch)
+        sh("ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "0", ns=switch)
+        sh("ip", "link", "set", "br0", "up", ns=switch)
+        for index, (role, (v4, v6)) in enumerate(HOSTS.items()):
+            host = self.ns(role)
+            self._add_ns(host)
+            outer, inner = f"{self.prefix}s{index}", f"{self.prefix}h{index}"
+            sh("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
+            sh("ip", "link", "set", outer, "netns", switch)
+            sh("ip", "link", "set", inner, "netns", host)
+            sh("ip", "link", "set", outer, "master", "br0", "up", ns=switch)
+            for cmd in (
+                ["ip", "link", "set", inner, "name", "eth0"],
+                ["ip", "link", "set", "eth0", "up"],
+                ["ip", "link", "set", "lo", "up"],
+                ["ip", "address", "add", f"{v4}/32", "dev", "eth0"],
+                ["ip", "address", "add", f"{v6}/128", "dev", "eth0", "nodad"],
+                ["ip", "route", "add", "default", "dev", "eth0"],
+                ["ip", "-6", "route", "add", "default", "dev", "eth0"],
+                # ICMP error rate limits are the host's setting; off here so probes are exact.
+                ["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
+                 "net.ipv4.icmp_msgs_per_sec=100000"],
+            ):
+                sh(*cmd, ns=host)
+        return self
+
+    def _add_ns(self, name: str) -> None:
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+
+    def add_address(self, role: str, address: str) -> None:
+        """Give host `role` one more address (idempotent)."""
+        plen = "32" if ":" not in address else "128"
+        extra = [] if plen == "32" else ["nodad"]
+        proc = subprocess.run(["ip", "netns", "exec", self.ns(role), "ip", "address", "add",
+                               f"{address}/{plen}", "dev", "eth0", *extra],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0 and "File exists" not in proc.stderr:
+            raise RuntimeError(f"adding {address} to {role}: {proc.stderr.strip()}")
+
+    def close(self) -> None:
+        for name in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        self.namespaces.clear()
+
+
+class Listeners:
+    """TCP echo and UDP echo servers on given ports (IPv4 and IPv6) inside one namespace."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.ports: dict[tuple[str, int], socket.socket] = {}
+        self.sel = selectors.DefaultSelector()
+        self.lock = threading.Lock()
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def ensure(self, tcp: set[int] | tuple[int, ...] = (),
+               udp: set[int] | tuple[int, ...] = ()) -> None:
+        with entered(self.ns), self.lock:
+            for proto, ports in (("tcp", tcp), ("udp", udp)):
+                for port in ports:
+                    if (proto, port) in self.ports:
+                        continue
+                    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+                    s = socket.socket(socket.AF_INET6, kind)
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("::", port))
+                    if proto == "tcp":
+                        s.listen(512)
+                    s.setblocking(False)
+                    self.ports[(proto, port)] = s
+                    self.sel.register(s, selectors.EVENT_READ, proto)
+
+    def _serve(self) -> None:
+        while not self.stop:
+            with self.lock:
+                events = self.sel.select(timeout=0) if self.sel.get_map() else []
+            if not events:
+                threading.Event().wait(0.002)
+                continue
+            for key, _ in events:
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                with contextlib.suppress(OSError):
+                    if key.data == "udp":
+                        data, peer = sock.recvfrom(2048)
+                        sock.sendto(data, peer)
+                    elif key.data == "tcp":
+                        conn, _ = sock.accept()
+                        conn.setblocking(False)
+                        with self.lock:
+                            self.sel.register(conn, selectors.EVENT_READ, "conn")
+                    else:
+                        data = sock.recv(2048)
+                        if data:
+                            sock.sendall(data)
+                        else:
+                            with self.lock:
+                                self.sel.unregister(sock)
+                            sock.close()
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join(timeout=2)
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+
+
+REFUSED = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES,
+           errno.EPERM, errno.ECONNRESET}
+
+
+def probe(ns: str, src: str, dst: str, proto: str, port: int, timeout: float = 0.5,
+          why: list[str] | None = None) -> str:
+    """Try one new connection from `src` (an address of namespace `ns`) to dst:port. `why`
+    collects the errno name of a refusal."""
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with entered(ns):
+        s = socket.socket(family, kind)
+    try:
+        s.settimeout(timeout)
+        if kind == socket.SOCK_STREAM:  # close with a reset: no TIME_WAIT, ports are reused
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if family == socket.AF_INET:
+            s.setsockopt(socket.SOL_IP, 11, 1)  # IP_RECVERR: report every ICMP error
+        else:
+            s.setsockopt(socket.IPPROTO_IPV6, 25, 1)  # IPV6_RECVERR
+        s.bind((src, 0))
+        s.connect((dst, port))
+        if proto == "tcp":
+            return "open"
+        s.send(b"probe")
+        s.recv(64)
+        return "open"
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:
+        if exc.errno in REFUSED:
+            if why is not None:
+                why.append(errno.errorcode.get(exc.errno or 0, str(exc.errno)))
+            return "refused"
+        raise
+    finally:
+        s.close()
+
+
+def probe_raw(ns: str, src: str, dst: str, protocol: int = 50, timeout: float = 0.5) -> str:
+    """Send one raw IP packet of `protocol` (ESP: 50). `open` when it reached the node's stack
+    (which, holding no IPsec state, answers protocol-unreachable), `refused` on an
+    administratively-prohibited answer from the firewall, else `timeout`."""
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    with entered(ns):
+        s = socket.socket(family, socket.SOCK_RAW, protocol)
+    try:
+        s.settimeout(timeout)
+        if family == socket.AF_INET:
+            s.setsockopt(socket.SOL_IP, 11, 1)
+        else:
+            s.setsockopt(socket.IPPROTO_IPV6, 25, 1)
+        s.bind((src, 0))
+        s.connect((dst, 0))
+        s.send(b"\x00\x00\x10\x01\x00\x00\x00\x01" + b"\x00" * 24)
+        s.recv(64)
+        return "open"
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:
+        if exc.errno in (errno.ENOPROTOOPT, errno.EPROTO):  # v4 and v6 "unknown protocol"
+            return "open"
+        if exc.errno in REFUSED:
+            return "refused"
+        raise
+    finally:
+        s.close()
+
+
+def _checksum(data: bytes) -> int:
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2))
+    if len(data) % 2:
+        total += data[-1] << 8
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ping(ns: str, src: str, dst: str, timeout: float = 1.0) -> str:
+    """One ICMP(v6) echo request: `open` when the echo reply comes back in time."""
+    v6 = ":" in dst
+    family, proto = ((socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6
+                     else (socket.AF_INET, socket.IPPROTO_ICMP))
+    request, reply = (128, 129) if v6 else (8, 0)
+    ident = secrets.randbelow(0xFFFF)
+    header = bytes([request, 0, 0, 0]) + ident.to_bytes(2, "big") + b"\x00\x01"
+    packet = header + b"nodewall-ping"
+    if not v6:  # the kernel computes the ICMPv6 checksum itself
+        packet = packet[:2] + _checksum(packet).to_bytes(2, "big") + packet[4:]
+    with entered(ns):
+        s = socket.socket(family, socket.SOCK_RAW, proto)
+    try:
+        s.settimeout(timeout)
+        s.bind((src, 0))
+        s.sendto(packet, (dst, 0))
+        while True:
+            data = s.recv(2048)
+            icmp = data if v6 else data[(data[0] & 0x0F) * 4 :]
+            if icmp[0] == reply and int.from_bytes(icmp[4:6], "big") == ident:
+                return "open"
+    except TimeoutError:
+        return "timeout"
+    finally:
+        s.close()
