@@ -75,6 +75,26 @@ def _proxy(value: str) -> str:
     return value
 
 
+def _service_type(value: str) -> str:
+    from nodewall import catalogue
+
+    if value not in catalogue.service_types():
+        raise PydanticCustomError("service_type", "unknown service type {value} (known: {known})",
+                                  {"value": repr(value),
+                                   "known": ", ".join(sorted(catalogue.service_types()))})
+    return value
+
+
+def _integration_type(value: str) -> str:
+    from nodewall import catalogue
+
+    if value not in catalogue.integration_types():
+        raise PydanticCustomError(
+            "integration_type", "unknown integration type {value} (known: {known})",
+            {"value": repr(value), "known": ", ".join(sorted(catalogue.integration_types()))})
+    return value
+
+
 def _ip_filter_item(value: Any) -> Any:
     return {"network": value} if isinstance(value, str) else value
 
@@ -165,7 +185,7 @@ class NodeSpec(_Strict):
 
 class ServiceSpec(_Strict):
     name: Name
-    type: Identifier
+    type: Annotated[Identifier, AfterValidator(_service_type)]
     cloud: Identifier
     vpc: Name | None = None
     environment: Literal["standard", "byoc", "ece"] = "standard"
@@ -180,7 +200,7 @@ class ServiceSpec(_Strict):
 
 
 class IntegrationSpec(_Strict):
-    type: Identifier
+    type: Annotated[Identifier, AfterValidator(_integration_type)]
     source: Name
     dest: Name | None = None
 

@@ -88,10 +88,6 @@ def _service_errors(
     spec: DeploymentSpec, service: ServiceSpec, path: str, where: Positions
 ) -> Errors:
     errors: Errors = []
-    types = catalogue.service_types()
-    if service.type not in types:
-        known = ", ".join(sorted(types))
-        return [(f"{path}.type", f"unknown service type {service.type!r} (known: {known})")]
     if service.provider not in PROVIDERS:
         errors.append((f"{path}.cloud", _unknown_provider(service.cloud)))
     vpcs = {v.id for v in spec.vpcs}
@@ -180,11 +176,7 @@ def _integration_errors(spec: DeploymentSpec, where: Positions) -> Errors:
     services = {s.name: s for s in spec.services}
     for i, integ in where.of("integrations", spec.integrations):
         path = f"integrations[{i}]"
-        kind = kinds.get(integ.type)
-        if kind is None:
-            errors.append((f"{path}.type", f"unknown integration type {integ.type!r} "
-                           f"(known: {', '.join(sorted(kinds))})"))
-            continue
+        kind = kinds[integ.type]
         ends = {"source": integ.source, "dest": integ.dest}
         if integ.dest is None and kind.connector is not None:
             errors.append((f"{path}.dest", f"a {integ.type} integration needs a dest service"))
