@@ -121,7 +121,7 @@ class Topology:
                 ["ip", "-6", "route", "add", "default", "dev", "eth0"],
                 # ICMP error rate limits are the host's setting; off here so probes are exact.
                 ["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
-                 "net.ipv4.icmp_msgs_per_sec=100000"],
+                 "net.ipv4.icmp_msgs_per_sec=100000", "net.ipv4.icmp_msgs_burst=10000"],
             ):
                 sh(*cmd, ns=host)
         return self

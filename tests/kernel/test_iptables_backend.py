@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import dataclasses
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -265,11 +266,26 @@ except OSError as e:
             assert out == want, f"uid 65534 {proto}/{port} to metadata: {out}"
 
 
+_CHAIN_COUNTERS = re.compile(r"^(:\S+ \S+) \[\d+:\d+\]$")
+
+
+def save_lines(variant: xtables.Variant, family: xtables.FamilyNum) -> list[str]:
+    """A family's tables as `*-save` prints them, without its comment lines (timestamps) and
+    with built-in chains' policy counters zeroed: iptables-legacy-save prints them even without
+    -c, and any packet of the namespace moves them; they are traffic, not ruleset."""
+    lines = sh(xtables.tool(variant, family, "save")).splitlines()
+    return [_CHAIN_COUNTERS.sub(r"\1 [0:0]", x) for x in lines if not x.startswith("#")]
+
+
 def _kernel_text(variant: xtables.Variant, counters: bool = False) -> str:
+    """Both families' filter tables and all ipsets; with `counters`, exactly as saved by -c."""
     out = []
     for family in (4, 6):
-        args = [xtables.tool(variant, family, "save")] + (["-c"] if counters else [])
-        out += [x for x in sh(*args).splitlines() if not x.startswith("#")]
+        if counters:
+            saved = sh(xtables.tool(variant, family, "save"), "-c").splitlines()
+            out += [x for x in saved if not x.startswith("#")]
+        else:
+            out += save_lines(variant, family)
     out += sorted(sh("ipset", "save").splitlines())
     return "\n".join(out)
 

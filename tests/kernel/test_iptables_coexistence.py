@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from test_iptables_backend import inside, need_kernel, policy_for, sh
+from test_iptables_backend import inside, need_kernel, policy_for, save_lines, sh
 
 from nodewall.backends import xtables
 from nodewall.backends.auto import AutoBackend, choose
@@ -76,18 +76,12 @@ def load_foreign(variant: xtables.Variant) -> None:
 
 def foreign_view(variant: xtables.Variant) -> str:
     """The kernel minus nodewall's objects, comments (timestamps) left out."""
-    lines = []
-    for family in (4, 6):
-        for line in sh(xtables.tool(variant, family, "save")).splitlines():
-            if line.startswith("#") or "NODEWALL-" in line:
-                continue
-            lines.append(line)
+    lines = [x for f in (4, 6) for x in save_lines(variant, f) if "NODEWALL-" not in x]
     return "\n".join(lines) + "\n" + sh("ipset", "save", "docker-allow")
 
 
 def full_view(variant: xtables.Variant) -> str:
-    return "\n".join(x for f in (4, 6) for x in sh(xtables.tool(variant, f, "save")).splitlines()
-                     if not x.startswith("#")) + sh("ipset", "save")
+    return "\n".join(x for f in (4, 6) for x in save_lines(variant, f)) + sh("ipset", "save")
 
 
 def test_foreign_chains_rules_and_sets_survive(netns: str, variant: xtables.Variant) -> None:
