@@ -176,20 +176,12 @@ def schema() -> None:
     typer.echo(json.dumps(DeploymentSpec.model_json_schema(), indent=2))
 
 
-def _register_optional() -> None:
-    """Add the command groups that live in their own modules."""
-    import importlib
+def _register_command_groups() -> None:
+    """Add the commands that live in their own modules (each imports its heavy parts lazily)."""
+    from nodewall import cli_kernel, cli_platform
 
-    for module in ("nodewall.cli_kernel", "nodewall.cli_platform"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
+    cli_kernel.register(app)
+    cli_platform.register(app)
 
 
-_register_optional()
-
-
+_register_command_groups()

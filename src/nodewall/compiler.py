@@ -18,7 +18,7 @@ from nodewall.catalogue import WEB_UI_PORT, Component
 from nodewall.policy import AddressSet, ComponentPort, Family, NodePolicy, Rule, SetElement
 from nodewall.ports import allocate_ports, derived_offset
 from nodewall.spec import DeploymentSpec, ServiceSpec
-from nodewall.spec_warnings import client_warnings
+from nodewall.spec_warnings import client_warnings, ipv6_clients
 
 MANAGEMENT_PORTS = (22, 30287)
 IPSEC_PORTS = (500, 4500)
@@ -221,37 +221,25 @@ def _integrations(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
                    src_set=name, dports=target_ports, reason=reason)
 
 
-def _client_networks(
-    spec: DeploymentSpec, service: ServiceSpec
-) -> tuple[list[tuple[cidr.Net, str]], list[cidr.Net]]:
-    """(ip_filter networks with their reasons, VPC bounds or [] outside a VPC)."""
-    entries = [(net, f"ip_filter[{i}] of {service.name}")
-               for i, (net, _) in enumerate(service.user_config.parsed_ip_filter)]
-    bounds: list[cidr.Net] = []
-    if service.vpc is not None:
-        vpc = spec.vpc(service.vpc)
-        bounds = [cidr.parse(n)[0] for n in (vpc.network_cidr, *vpc.peer_cidrs)]
-    return entries, bounds
-
-
 def _clients(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
              components: list[Component], ports: dict[str, int]) -> None:
     b.warnings.extend(client_warnings(spec, service))
-    entries, bounds = _client_networks(spec, service)
+    entries = [(net, f"ip_filter[{i}] of {service.name}")
+               for i, (net, _) in enumerate(service.user_config.parsed_ip_filter)]
+    bounds = [] if service.vpc is None else [n for n, _ in spec.vpc(service.vpc).networks]
     public_keys = {k for k, v in service.user_config.public_access.items() if v}
-    ipv6_on = bool(catalogue.service_type(service.type).ipv6 and service.user_config.enable_ipv6)
     groups: dict[str, list[Component]] = {"clients": [], "public": []}
     for c in components:
         if c.route == "client":
-            in_vpc_only = service.vpc is not None and c.access not in public_keys
-            groups["clients" if in_vpc_only or service.vpc is None else "public"].append(c)
+            public = service.vpc is not None and c.access in public_keys
+            groups["public" if public else "clients"].append(c)
     for group, members in groups.items():
         group_ports = tuple(sorted({p for c in members for p in component_ports(c, ports)}))
         if not group_ports:
             continue
         restricted = group == "clients" and service.vpc is not None
         names = []
-        for family in (FAMILIES if ipv6_on else (4,)):
+        for family in (FAMILIES if ipv6_clients(service) else (4,)):
             mine = [(n, r) for n, r in entries if n.family == family]
             if restricted:
                 fam_bounds = [x for x in bounds if x.family == family]
@@ -300,8 +288,7 @@ def _egress(b: _Builder, spec: DeploymentSpec, service: ServiceSpec) -> None:
                icmp_types=ECE_EGRESS_ICMP[family], reason="ICMP the network needs")
     assert service.vpc is not None and service.socks5_proxy is not None
     vpc = spec.vpc(service.vpc)
-    nets = [(cidr.parse(n)[0], f"VPC {vpc.id} network {n}")
-            for n in (vpc.network_cidr, *vpc.peer_cidrs)]
+    nets = [(net, f"VPC {vpc.id} network {text}") for net, text in vpc.networks]
     proxy_host, _, proxy_port = service.socks5_proxy.rpartition(":")
     proxy = cidr.host(proxy_host.strip("[]"))
     for family in FAMILIES:

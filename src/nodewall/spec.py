@@ -126,6 +126,11 @@ class Vpc(_Strict):
     network_cidr: Cidr
     peer_cidrs: list[Cidr] = []
 
+    @cached_property
+    def networks(self) -> tuple[tuple[cidr.Net, str], ...]:
+        """The VPC's network and its peered networks, parsed, each with its text."""
+        return tuple((cidr.parse(n)[0], n) for n in (self.network_cidr, *self.peer_cidrs))
+
 
 class IpFilterEntry(_Strict):
     network: Annotated[str, Field(max_length=43)]

@@ -10,12 +10,17 @@ from nodewall import catalogue, cidr
 from nodewall.spec import DeploymentSpec, ServiceSpec
 
 
+def ipv6_clients(service: ServiceSpec) -> bool:
+    """Whether the service admits IPv6 clients: its type supports enable_ipv6 and it is on."""
+    return bool(catalogue.service_type(service.type).ipv6 and service.user_config.enable_ipv6)
+
+
 def client_warnings(spec: DeploymentSpec, service: ServiceSpec) -> list[str]:
     """Warnings about a service's ip_filter: host bits set, IPv6 entries ignored, emptiness."""
     where = f"services[{spec.services.index(service)}].user_config.ip_filter"
     warnings = []
     ipv6_ignored = 0
-    ipv6_on = bool(catalogue.service_type(service.type).ipv6 and service.user_config.enable_ipv6)
+    ipv6_on = ipv6_clients(service)
     parsed = service.user_config.parsed_ip_filter
     for i, (item, (net, host_bits)) in enumerate(zip(service.user_config.ip_filter, parsed,
                                                      strict=True)):
@@ -25,7 +30,7 @@ def client_warnings(spec: DeploymentSpec, service: ServiceSpec) -> list[str]:
             ipv6_ignored += 1
     if service.vpc is not None and set(service.user_config.public_access.values()) != {True}:
         vpc = spec.vpc(service.vpc)
-        bounds = [cidr.parse(n)[0] for n in (vpc.network_cidr, *vpc.peer_cidrs)]
+        bounds = [net for net, _ in vpc.networks]
         for i, (net, _) in enumerate(parsed):
             fam_bounds = [b for b in bounds if b.family == net.family]
             if (net.family == 4 or ipv6_on) and not cidr.intersect(net, fam_bounds):
