@@ -1,10 +1,15 @@
 """nftables backend benchmarks, each side by side with its floor in the same run.
 
 1. Full apply of a node with 8000 ip_filter entries and 300 peers: nodewall end to end (load
-   spec, compile, render, check, apply, read back and verify, conntrack cut) vs `nft -f` of the
-   same rendered batch. Both start from a namespace without the table.
-2. One ip_filter entry added (7999 -> 8000): nodewall end to end (load spec, compile, apply) and the
-   apply alone, vs the full apply, and vs `nft add element` (process and in-process handle).
+   spec, compile, build the messages, one transaction, read back and verify, conntrack cut) vs
+   `nft -f` of the rendered text of the same table. Both start from a namespace without the
+   table. The stage line times each step of nodewall's run.
+2. One ip_filter entry added (7999 -> 8000) and removed again, in place: `apply` of the freshly
+   compiled policy by a long-lived backend (the agent's case; the policy's version digest is
+   computed inside, and once more with it already known, as when the control plane sends
+   it), and as a command (load spec, compile, a new backend that reads the kernel first); vs
+   the full apply, and vs adding the same element with libnftables (in-process handle, and
+   an `nft` process), the way the backend worked before.
 3. New-connection latency from an allowed client with 1 vs 8000 ip_filter entries (set lookup),
    and with 8000 entries as a linear rule chain for contrast.
 
@@ -35,6 +40,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "kernel"))
 
 from netns import entered  # noqa: E402
 
+from nodewall.backends import nfnetlink, nftwire  # noqa: E402
 from nodewall.backends.nftables import NftablesBackend, render  # noqa: E402
 from nodewall.compiler import compile_node  # noqa: E402
 from nodewall.spec import load_spec  # noqa: E402
@@ -102,6 +108,41 @@ def drop_table() -> None:
                    check=False)
 
 
+class Stages:
+    """Seconds spent in the backend's steps during one apply (wrappers around them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        from nodewall.backends import conntrack, nftables
+
+        originals = [(nftwire, "build"), (nfnetlink.NfSocket, "transaction"),
+                     (nftwire, "read_image"), (conntrack, "cut_refused_flows")]
+        saved = [getattr(owner, name) for owner, name in originals]
+
+        def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+            def run(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.seconds[label] = self.seconds.get(label, 0.0) + (
+                        time.perf_counter() - start)
+            return run
+
+        labels = ["build", "transaction", "read_back", "conntrack_cut"]
+        for (owner, name), label, fn in zip(originals, labels, saved, strict=True):
+            setattr(owner, name, timed(label, fn))
+        try:
+            yield
+        finally:
+            for (owner, name), fn in zip(originals, saved, strict=True):
+                setattr(owner, name, fn)
+            del nftables
+
+
 def full_apply(spec: Path, repeat: int) -> dict[str, float]:
     policy = compile_node(load_spec(spec), NODE)
     batch = "add table inet nodewall\ndelete table inet nodewall\n" + render(policy)
@@ -116,7 +157,8 @@ def full_apply(spec: Path, repeat: int) -> dict[str, float]:
             sh("nft", "-f", f.name)
 
         results: dict[str, list[float]] = {"nodewall": [], "floor": [], "load_spec": [],
-                                           "compile": [], "render": [], "backend_apply": []}
+                                           "compile": [], "build": [], "transaction": [],
+                                           "read_back": [], "conntrack_cut": []}
         for _ in range(repeat):  # interleaved, so both see the same machine load
             results["nodewall"].append(timed(nodewall, drop_table, 1))
             results["floor"].append(timed(floor, drop_table, 1))
@@ -126,43 +168,66 @@ def full_apply(spec: Path, repeat: int) -> dict[str, float]:
             marks.append(time.perf_counter())
             compiled = compile_node(loaded, NODE)
             marks.append(time.perf_counter())
-            render(compiled)
-            marks.append(time.perf_counter())
-            NftablesBackend().apply(compiled)  # renders again, applies, verifies, cuts
-            marks.append(time.perf_counter())
-            for key, a, b in zip(("load_spec", "compile", "render", "backend_apply"), marks,
-                                 marks[1:], strict=False):
-                results[key].append(b - a)
+            stages = Stages()
+            with stages.installed():
+                NftablesBackend().apply(compiled)
+            results["load_spec"].append(marks[1] - marks[0])
+            results["compile"].append(marks[2] - marks[1])
+            for key, value in stages.seconds.items():
+                results[key].append(value)
     return {k: statistics.median(v) for k, v in results.items()}
 
 
 def incremental(spec: Path, spec_plus: Path, repeat: int) -> dict[str, float]:
+    """One entry added and removed again, in place, `repeat` times each way: by a long-lived
+    backend (the agent's case), and by a fresh one (a `nodewall apply` command)."""
     backend = NftablesBackend()
-    small, big = (compile_node(load_spec(p), NODE) for p in (spec, spec_plus))
-    backend.apply(small)
-    out: dict[str, list[float]] = {"e2e": [], "apply": [], "nft_add": [], "lib_add": []}
+    backend.apply(compile_node(load_spec(spec), NODE))
+    loaded = {p: load_spec(p) for p in (spec, spec_plus)}
+    out: dict[str, list[float]] = {"add": [], "remove": [], "add_ready": [], "oneshot_add": [],
+                                   "full": [], "lib_add": [], "nft_add": []}
+    for _ in range(repeat):
+        for key, path in (("add", spec_plus), ("remove", spec)):
+            fresh = compile_node(loaded[path], NODE)  # a new policy object, version unknown
+            start = time.perf_counter()
+            result = backend.apply(fresh)
+            out[key].append(time.perf_counter() - start)
+            assert result.incremental and result.changed, result
+        ready = compile_node(loaded[spec_plus], NODE)
+        _ = ready.version  # its digest already known, as when the control plane sends it
+        start = time.perf_counter()
+        assert backend.apply(ready).incremental
+        out["add_ready"].append(time.perf_counter() - start)
+        backend.apply(compile_node(loaded[spec], NODE))
+    for _ in range(repeat):  # as a command: load, compile, a new backend that reads the kernel
+        start = time.perf_counter()
+        result = NftablesBackend().apply(compile_node(load_spec(spec_plus), NODE))
+        out["oneshot_add"].append(time.perf_counter() - start)
+        assert result.incremental, result
+        backend = NftablesBackend()
+        backend.apply(compile_node(loaded[spec], NODE))
+    big = compile_node(loaded[spec_plus], NODE)
+    for _ in range(repeat):
+        drop_table()
+        start = time.perf_counter()
+        NftablesBackend().apply(big)
+        out["full"].append(time.perf_counter() - start)
+    drop_table()
+    NftablesBackend().apply(compile_node(loaded[spec], NODE))
     import nftables
 
     handle = nftables.Nftables()
-    for i in range(repeat):
+    element = "{ 198.19.0.0/24 }"
+    for _ in range(repeat):  # the previous way: libnftables on the same interval set
         start = time.perf_counter()
-        assert backend.apply(compile_node(load_spec(spec_plus), NODE)).incremental
-        out["e2e"].append(time.perf_counter() - start)
-        backend.apply(small)
-        start = time.perf_counter()
-        assert backend.apply(big).incremental
-        out["apply"].append(time.perf_counter() - start)
-        backend.apply(small)
-        element = f"198.19.{i % 250}.0/24"
-        start = time.perf_counter()
-        sh("nft", "add", "element", "inet", "nodewall", "clients_v4", f"{{ {element} }}")
-        out["nft_add"].append(time.perf_counter() - start)
-        sh("nft", "delete", "element", "inet", "nodewall", "clients_v4", f"{{ {element} }}")
-        start = time.perf_counter()
-        rc, _, err = handle.cmd(f"add element inet nodewall clients_v4 {{ {element} }}")
+        rc, _, err = handle.cmd(f"add element inet nodewall clients_v4 {element}")
         out["lib_add"].append(time.perf_counter() - start)
         assert rc == 0, err
-        sh("nft", "delete", "element", "inet", "nodewall", "clients_v4", f"{{ {element} }}")
+        handle.cmd(f"delete element inet nodewall clients_v4 {element}")
+        start = time.perf_counter()
+        sh("nft", "add", "element", "inet", "nodewall", "clients_v4", element)
+        out["nft_add"].append(time.perf_counter() - start)
+        sh("nft", "delete", "element", "inet", "nodewall", "clients_v4", element)
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -254,10 +319,15 @@ def main() -> None:
     print(f"full apply: nodewall {full['nodewall'] * ms:.1f} ms, nft -f {full['floor'] * ms:.1f}"
           f" ms, ratio {full['nodewall'] / full['floor']:.2f}x")
     print("  stages: " + ", ".join(f"{k} {full[k] * ms:.1f} ms" for k in
-                                   ("load_spec", "compile", "render", "backend_apply")))
-    print(f"one entry added: end to end {inc['e2e'] * ms:.1f} ms, apply only "
-          f"{inc['apply'] * ms:.1f} ms, nft add element {inc['nft_add'] * ms:.1f} ms, "
-          f"in-process add element {inc['lib_add'] * ms:.1f} ms")
+                                   ("load_spec", "compile", "build", "transaction", "read_back",
+                                    "conntrack_cut")))
+    print(f"one entry, long-lived backend: added {inc['add'] * ms:.2f} ms, removed "
+          f"{inc['remove'] * ms:.2f} ms, added with the policy digest known "
+          f"{inc['add_ready'] * ms:.2f} ms")
+    print(f"one entry added as a command (load, compile, read kernel, apply): "
+          f"{inc['oneshot_add'] * ms:.1f} ms; full apply of the same policy "
+          f"{inc['full'] * ms:.1f} ms; libnftables add element {inc['lib_add'] * ms:.1f} ms "
+          f"in-process, {inc['nft_add'] * ms:.1f} ms as a process")
     print(f"connect latency: set of 1 {lat['set_1'] * 1e6:.0f} us, set of {args.entries} "
           f"{lat['set_8000'] * 1e6:.0f} us, linear chain of {args.entries} "
           f"{lat['linear_8000'] * 1e6:.0f} us")

@@ -43,17 +43,17 @@ TAMPER: dict[str, dict[str, list[list[str]]]] = {
 
 
 def _break_nftables(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Make the next render hold a rule the kernel refuses (its parser accepts it)."""
-    from nodewall.backends import nftables
+    """Make the next apply's batch also add an element to a set that does not exist: the
+    kernel refuses that message (ENOENT) and so the whole transaction."""
+    from nodewall.backends import nftwire
 
-    real = nftables.rule_lines
+    real = nftwire.element_messages
 
-    def broken(rule: Rule) -> list[str]:
-        lines = real(rule)
-        return [*lines, "tcp option maxseg size set rt mtu"] if rule.reason == "loopback" else lines
+    def broken(name: str, elements: Any, **kwargs: Any) -> list[Any]:
+        return [*real(name, elements, **kwargs), *real("absent", elements[:1])]
 
-    monkeypatch.setattr(nftables, "rule_lines", broken)
-    return "tcp option maxseg size set rt mtu"
+    monkeypatch.setattr(nftwire, "element_messages", broken)
+    return "element(s) of set absent: No such file or directory"
 
 
 def _break_iptables(monkeypatch: pytest.MonkeyPatch) -> str:
