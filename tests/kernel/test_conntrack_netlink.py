@@ -17,7 +17,7 @@ from conftest import Node
 from kspecs import PG_PORT, in_vpc, policy, public
 from netns import HOSTS, entered, ping, sh
 
-from nodewall.backends import conntrack
+from nodewall.backends import conntrack, netlink
 from nodewall.backends.conntrack import Flow, cut_refused_flows, list_flows
 
 FAMILY = (socket.AF_INET, socket.AF_INET6)
@@ -209,7 +209,7 @@ def test_delete_is_by_entry_id(node: Node) -> None:
     node.apply(policy(public()))
     office = HOSTS["office"][0]
     with (closing([tcp(node, "office", 0)]), entered(node.ns),
-          conntrack._Netlink(conntrack.NETLINK_NETFILTER) as nl):
+          netlink.Socket(netlink.NETLINK_NETFILTER) as nl):
         dump = nl.dump(conntrack._CT | conntrack.IPCTNL_MSG_CT_GET, bytes(4))
         (entry,) = [conntrack.parse_entry(m) for m in dump
                     if (f := conntrack.parse_flow(m)) is not None and f.src == office]

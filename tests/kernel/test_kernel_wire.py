@@ -88,6 +88,32 @@ def test_in_place_changes_hold_the_rendered_table(nft_node: tuple[str, NftablesB
         check_kernel_holds(ns, backend, compiled)
 
 
+@pytest.mark.parametrize("steps", [
+    [["0.0.0.0/7"], ["1.0.0.0/8"]],  # an end key kept while the start before it goes
+    [["0.0.0.0/8", "1.0.0.0/8"], ["1.0.0.0/8"]],
+    [["10.0.2.0/24"], ["10.0.1.0/24"]],  # a start key becomes an end key
+    [["10.0.0.0/8"], ["0.0.0.0/8"], ["10.0.0.0/8"]],  # the zero end key goes and comes
+    [["255.255.255.0/24"], ["255.255.254.0/23"], ["0.0.0.0/0"], ["0.0.0.0/1"]],
+    [["::/0"], ["::/1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"], ["fe00::/8"]],
+])
+def test_hard_interval_changes(nft_node: tuple[str, NftablesBackend],
+                               steps: list[list[str]]) -> None:
+    """Changes that move interval keys onto each other, the zero end key and the top address:
+    each must go through in place, first from the image the backend remembers, then from a
+    fresh backend that reads the kernel."""
+    ns, backend = nft_node
+    for ip_filter in steps:
+        compiled = policy(public(ip_filter=ip_filter, enable_ipv6=True))
+        with entered(ns):
+            backend.apply(compiled)
+        check_kernel_holds(ns, backend, compiled)
+    for ip_filter in reversed(steps):
+        compiled = policy(public(ip_filter=ip_filter, enable_ipv6=True))
+        with entered(ns):
+            NftablesBackend().apply(compiled)
+        check_kernel_holds(ns, backend, compiled)
+
+
 def test_one_entry_is_sent_as_a_delta(nft_node: tuple[str, NftablesBackend],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     ns, backend = nft_node

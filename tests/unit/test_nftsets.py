@@ -51,8 +51,8 @@ def test_local_change_equals_a_rebuild(universe: tuple[str, ...], data: st.DataO
     assert change is not None  # disjoint networks, few changes: always local
     after, delta = before.take(change)
     _same(after, Elements.build(4, hosts, new))
-    assert set(delta.removed) == old_members - after.members
-    assert set(delta.added) == after.members - old_members
+    assert set(delta.removed) <= old_members and set(delta.added) <= after.members
+    assert (old_members - set(delta.removed)) | set(delta.added) == after.members
     assert (delta.networks_removed, delta.networks_added) == (
         len(set(old) - set(new)), len(set(new) - set(old)))
 
@@ -79,7 +79,9 @@ def test_taken_set_is_spent() -> None:
     after, delta = before.take(change)
     assert before.networks is None and before.change(("10.0.0.0/24",)) is None
     assert after.prefixes == [(10 << 24, (10 << 24) + 511)]  # merged into a /23
-    assert len(delta.removed) == 1 and len(delta.added) == 1  # the end key moves
+    # the prefix is replaced whole (start and end), as nft does: a kept start with a moved
+    # end, or the reverse, is refused by the kernel in some cases
+    assert len(delta.removed) == 2 and len(delta.added) == 2
 
 
 def test_too_many_changes_ask_for_a_rebuild() -> None:
@@ -132,7 +134,7 @@ def test_merged_prefixes_are_the_fewest_covering_networks(picks: list[tuple[int,
 def test_dumped_elements_are_cut_back_into_elements(items: list[tuple[bytes, bool]]) -> None:
     """`nfnetlink.split_attrs` gives the same elements by its regular expression (sizes known)
     as one by one, whatever bytes the keys hold."""
-    from nodewall.backends.nfnetlink import split_attrs
+    from nodewall.backends.netlink import split_attrs
     from nodewall.backends.nftsets import element_sizes
 
     elements = [element(key, end) for key, end in items]

@@ -38,29 +38,20 @@ command; what is sent back is only the kernel's own tuple attribute, zone and id
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from nodewall.backends import netlink
 from nodewall.evaluator import Packet, evaluate
 from nodewall.policy import ICMP_TYPES, NodePolicy, Protocol
 
-# --- netlink (linux/netlink.h) ---------------------------------------------------------------
-NETLINK_ROUTE, NETLINK_NETFILTER = 0, 12
-SOL_NETLINK, NETLINK_CAP_ACK = 270, 10  # CAP_ACK: an error echoes only the request's header
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLA_F_NESTED = 0x8000
-_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
-_NLATTR = struct.Struct("=HH")  # length (header included, padding excluded), type
-_NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+_NLATTR, _NLMSGHDR = netlink.NLATTR, netlink.NLMSGHDR
 _HEAD = _NLMSGHDR.size + 4  # netlink header + nfgenmsg: where ctnetlink attributes start
-_U16BE, _U32BE, _S32 = struct.Struct(">H"), struct.Struct(">I"), struct.Struct("=i")
+_U16BE, _U32BE = struct.Struct(">H"), struct.Struct(">I")
+_REQUEST_ACK = netlink.NLM_F_REQUEST | netlink.NLM_F_ACK
 
 # --- ctnetlink (linux/netfilter/nfnetlink.h, nfnetlink_conntrack.h) ---------------------------
 _CT = 1 << 8  # NFNL_SUBSYS_CTNETLINK, in the high byte of the message type
@@ -127,14 +118,10 @@ class Entry(NamedTuple):
     ct_id: int | None  # CTA_ID: tells this entry from a later one on the same tuple
 
 
-class ConntrackError(RuntimeError):
-    """A netlink request of the cut failed."""
-
-
 def cut_refused_flows(policy: NodePolicy) -> int:
     """Delete the flows `policy` refuses, in the calling thread's network namespace; the number
     of entries deleted."""
-    with _Netlink(NETLINK_NETFILTER) as nl:
+    with netlink.Socket(netlink.NETLINK_NETFILTER) as nl:
         if entry_count(nl) == 0:
             return 0
         groups: dict[bytes, list[bytes]] = {}
@@ -177,66 +164,7 @@ def refused(policy: NodePolicy, flow: Flow, local: set[str]) -> bool:
     return "accept" not in verdicts
 
 
-# --- netlink plumbing ------------------------------------------------------------------------
-
-
-class _Netlink:
-    """A netlink socket in the calling thread's current network namespace (a context manager
-    that closes it)."""
-
-    def __init__(self, protocol: int) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
-        try:
-            self.sock.bind((0, 0))
-        except OSError:
-            self.sock.close()
-            raise
-        with contextlib.suppress(OSError):  # Linux >= 4.3; only makes error replies shorter
-            self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-        self.sock.settimeout(_TIMEOUT)  # the kernel answers within recv(); this is a safeguard
-        self.seq = 0
-
-    def __enter__(self) -> _Netlink:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.sock.close()
-
-    def message(self, msgtype: int, flags: int, payload: bytes) -> tuple[int, bytes]:
-        """A request message: its sequence number and bytes."""
-        self.seq += 1
-        head = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), msgtype, flags, self.seq, 0)
-        return self.seq, head + payload
-
-    def replies(self) -> Iterator[tuple[int, int, bytes]]:
-        """(type, sequence, message with its header) of every message received; endless."""
-        while True:
-            data = self.sock.recv(1 << 16)  # the kernel's dump skbs are at most 32 KiB
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, msgtype, _, seq, _ = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size:
-                    raise ConntrackError(f"malformed netlink message (length {length})")
-                yield msgtype, seq, data[offset : offset + length]
-                offset += (length + 3) & ~3
-
-    def dump(self, msgtype: int, payload: bytes) -> Iterator[bytes]:
-        """Send a dump request; yield each answer (header included) until the dump is done."""
-        seq, msg = self.message(msgtype, NLM_F_REQUEST | NLM_F_DUMP, payload)
-        self.sock.send(msg)
-        for rtype, rseq, data in self.replies():
-            if rseq != seq:
-                continue
-            if rtype == NLMSG_DONE:
-                return
-            if rtype == NLMSG_ERROR:
-                raise ConntrackError(f"netlink dump failed: {os.strerror(_errno(data))}")
-            yield data
-
-
-def _errno(error: bytes) -> int:
-    """The errno of an NLMSG_ERROR message (0: an acknowledgement)."""
-    return -int(_S32.unpack_from(error, _NLMSGHDR.size)[0])
+# --- attribute spans ---------------------------------------------------------------------
 
 
 def _attrs(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
@@ -246,26 +174,23 @@ def _attrs(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
         length, kind = _NLATTR.unpack_from(data, start)
         if length < 4:
             break
-        found[kind & _NLA_TYPE_MASK] = (start + 4, start + length)
+        found[kind & netlink.NLA_TYPE_MASK] = (start + 4, start + length)
         start += (length + 3) & ~3
     return found
 
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    return _NLATTR.pack(4 + len(payload), kind) + payload + bytes(-len(payload) % 4)
 
 
 # --- ctnetlink -------------------------------------------------------------------------------
 
 
-def entry_count(nl: _Netlink) -> int | None:
+def entry_count(nl: netlink.Socket) -> int | None:
     """The number of conntrack entries of the socket's namespace; None when the kernel does
     not say (the caller then dumps)."""
-    seq, msg = nl.message(_CT | IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST, bytes(4))
+    seq, msg = nl.message(_CT | IPCTNL_MSG_CT_GET_STATS, netlink.NLM_F_REQUEST, bytes(4))
     nl.sock.send(msg)
     for rtype, rseq, data in nl.replies():
         if rseq == seq:
-            span = None if rtype == NLMSG_ERROR else _attrs(data, _HEAD, len(data)).get(
+            span = None if rtype == netlink.NLMSG_ERROR else _attrs(data, _HEAD, len(data)).get(
                 CTA_STATS_GLOBAL_ENTRIES)
             return None if span is None else int(_U32BE.unpack_from(data, span[0])[0])
     raise AssertionError("unreachable: replies() does not end")
@@ -273,7 +198,7 @@ def entry_count(nl: _Netlink) -> int | None:
 
 def list_flows() -> list[Flow]:
     """Every conntrack entry of the calling thread's namespace, both families."""
-    with _Netlink(NETLINK_NETFILTER) as nl:
+    with netlink.Socket(netlink.NETLINK_NETFILTER) as nl:
         flows = (parse_flow(msg) for msg in nl.dump(_CT | IPCTNL_MSG_CT_GET, bytes(4)))
         return [flow for flow in flows if flow is not None]
 
@@ -283,7 +208,7 @@ def _tuple_span(msg: bytes) -> tuple[int, int] | None:
     as the kernel writes it, else wherever."""
     if len(msg) >= _HEAD + 4:
         length, kind = _NLATTR.unpack_from(msg, _HEAD)
-        if kind & _NLA_TYPE_MASK == CTA_TUPLE_ORIG and length >= 4:
+        if kind & netlink.NLA_TYPE_MASK == CTA_TUPLE_ORIG and length >= 4:
             return _HEAD, _HEAD + length
     span = _attrs(msg, _HEAD, len(msg)).get(CTA_TUPLE_ORIG)
     return None if span is None else (span[0] - 4, span[1])
@@ -301,13 +226,13 @@ def verdict_key(msg: bytes) -> bytes | None:
         length, kind = _NLATTR.unpack_from(msg, pos)
         if length < 4:
             break
-        if kind & _NLA_TYPE_MASK == CTA_TUPLE_PROTO:
+        if kind & netlink.NLA_TYPE_MASK == CTA_TUPLE_PROTO:
             inner, stop = pos + 4, pos + length
             while inner + 4 <= stop:
                 size, what = _NLATTR.unpack_from(msg, inner)
                 if size < 4:
                     break
-                if what & _NLA_TYPE_MASK not in _SOURCE_SIDE:
+                if what & netlink.NLA_TYPE_MASK not in _SOURCE_SIDE:
                     parts.append(msg[inner : inner + size])
                 inner += (size + 3) & ~3
         else:
@@ -328,7 +253,7 @@ def parse_entry(msg: bytes) -> Entry | None:
         length, kind = _NLATTR.unpack_from(msg, pos)
         if length < 4:
             break
-        kind &= _NLA_TYPE_MASK
+        kind &= netlink.NLA_TYPE_MASK
         if kind == CTA_TUPLE_ORIG:
             orig = msg[pos : pos + length]
         elif kind == CTA_PROTOINFO:
@@ -382,7 +307,7 @@ def parse_flow(msg: bytes) -> Flow | None:
     )
 
 
-def delete_entries(nl: _Netlink, entries: list[Entry]) -> int:
+def delete_entries(nl: netlink.Socket, entries: list[Entry]) -> int:
     """Delete these entries, each by its original tuple, zone and id; the number deleted (an
     entry already gone, or replaced by a new one on its tuple, is skipped)."""
     deleted = 0
@@ -390,26 +315,25 @@ def delete_entries(nl: _Netlink, entries: list[Entry]) -> int:
         pending: set[int] = set()
         batch = bytearray()
         for entry in entries[first : first + _DELETE_BATCH]:
-            payload = bytes([_AF[entry.family], 0, 0, 0]) + _attr(
-                CTA_TUPLE_ORIG | NLA_F_NESTED, entry.tuple_attr[4:])
+            payload = bytes([_AF[entry.family], 0, 0, 0]) + netlink.attr(
+                CTA_TUPLE_ORIG | netlink.NLA_F_NESTED, entry.tuple_attr[4:])
             if entry.zone is not None:
-                payload += _attr(CTA_ZONE, _U16BE.pack(entry.zone))
+                payload += netlink.attr(CTA_ZONE, _U16BE.pack(entry.zone))
             if entry.ct_id is not None:
-                payload += _attr(CTA_ID, _U32BE.pack(entry.ct_id))
-            seq, msg = nl.message(_CT | IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK,
-                                  payload)
+                payload += netlink.attr(CTA_ID, _U32BE.pack(entry.ct_id))
+            seq, msg = nl.message(_CT | IPCTNL_MSG_CT_DELETE, _REQUEST_ACK, payload)
             pending.add(seq)
             batch += msg
         nl.sock.send(batch)
         for rtype, seq, data in nl.replies():
-            if rtype != NLMSG_ERROR or seq not in pending:
+            if rtype != netlink.NLMSG_ERROR or seq not in pending:
                 continue
             pending.discard(seq)
-            code = _errno(data)
+            code = netlink.error_code(data)
             if code == 0:
                 deleted += 1
             elif code != errno.ENOENT:
-                raise ConntrackError(f"conntrack delete failed: {os.strerror(code)}")
+                raise netlink.NetlinkError(code, detail="conntrack delete failed")
             if not pending:
                 break
     return deleted
@@ -422,7 +346,7 @@ def local_addresses() -> set[str]:
     """The addresses of the calling thread's network namespace (every interface, both
     families), as socket.inet_ntop writes them."""
     found = set()
-    with _Netlink(NETLINK_ROUTE) as rt:
+    with netlink.Socket(netlink.NETLINK_ROUTE) as rt:
         for msg in rt.dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
             af = msg[_NLMSGHDR.size]
             if _NLMSGHDR.unpack_from(msg)[1] != RTM_NEWADDR or af not in _FAMILIES:

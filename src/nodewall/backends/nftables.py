@@ -48,8 +48,8 @@ from __future__ import annotations
 import os
 import re
 
+from nodewall.backends import netlink, nftwire
 from nodewall.backends import nfnetlink as nl
-from nodewall.backends import nftwire
 from nodewall.backends.base import ApplyResult, BackendError, Status
 from nodewall.backends.nftrender import CHAINS, VERSION_CHAIN, comment, render_text, rule_lines
 from nodewall.backends.nftwire import Image, Plan
@@ -121,7 +121,7 @@ class NftablesBackend:
                  else nftwire.full_batch(plan))
         try:
             sock.transaction(batch)
-        except nl.NetlinkError as exc:
+        except netlink.NetlinkError as exc:
             what = batch[exc.index].what if 0 <= exc.index < len(batch) else "the batch"
             raise BackendError(f"nftables apply failed; the kernel keeps its previous ruleset:"
                                f"\n{what}: {exc.strerror}") from exc
@@ -169,26 +169,26 @@ class NftablesBackend:
         self._last = None
         if self._read(sock) is None:
             return False
-        delete = nl.Message(nl.DELTABLE, nftwire.NFPROTO_INET, nl.string(1, "nodewall"),
+        delete = nl.Message(nl.DELTABLE, nftwire.NFPROTO_INET, netlink.string(1, "nodewall"),
                             "delete table inet nodewall", flags=0)
         try:
             sock.transaction([delete])
-        except nl.NetlinkError as exc:
+        except netlink.NetlinkError as exc:
             raise BackendError(f"removing table inet nodewall failed: {exc.strerror}") from exc
         return True
 
 
 def _version_rules(sock: nl.NfSocket) -> list[nftwire.RuleImage] | None:
-    body = nl.string(1, "nodewall") + nl.string(2, VERSION_CHAIN)
+    body = netlink.string(1, "nodewall") + netlink.string(2, VERSION_CHAIN)
     try:
         payloads = sock.request(nl.GETRULE, nftwire.NFPROTO_INET, body, dump=True)
     except OSError:
         return None
     rules = []
     for payload in payloads:
-        a = nl.parse_attrs(payload)
-        exprs = tuple((nl.text(e[1]), e.get(2, b"")) for e in
-                      (nl.parse_attrs(item) for _, item in nl.iter_attrs(a.get(4, b""))))
+        a = netlink.parse_attrs(payload)
+        exprs = tuple((netlink.text(e[1]), e.get(2, b"")) for e in
+                      (netlink.parse_attrs(item) for _, item in netlink.iter_attrs(a.get(4, b""))))
         rules.append((exprs, a.get(7, b"")))
     return rules
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nodewall.backends.nfnetlink import attr, string, u32
+from nodewall.backends.netlink import attr, string, u32
 from nodewall.backends.nftrender import COMMENT_MAX, comment
 from nodewall.policy import ICMP_TYPES, Rule
 

@@ -23,15 +23,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import ne
 
-from nodewall.backends import nfnetlink as nl
+from nodewall.backends.netlink import attr, u32
 from nodewall.backends.nftrender import merge_spans, parse_spans
 
 KEY_SIZE = {4: 4, 6: 16}
-_ELEM_END = nl.u32(3, 1)  # NFT_SET_ELEM_INTERVAL_END
+_ELEM_END = u32(3, 1)  # NFT_SET_ELEM_INTERVAL_END
 # An element is kept whole, as the list item the kernel dumps: NFTA_LIST_ELEM { NFTA_SET_ELEM_KEY
 # { NFTA_DATA_VALUE key } [, NFTA_SET_ELEM_FLAGS interval-end] }; here the bytes before the key.
-_HEAD = {size: nl.attr(1, nl.attr(1, nl.attr(1, bytes(size))))[:12] for size in (1, 2, 4, 16)}
-_END_HEAD = {size: nl.attr(1, nl.attr(1, nl.attr(1, bytes(size))) + _ELEM_END)[:12]
+_HEAD = {size: attr(1, attr(1, attr(1, bytes(size))))[:12] for size in (1, 2, 4, 16)}
+_END_HEAD = {size: attr(1, attr(1, attr(1, bytes(size))) + _ELEM_END)[:12]
              for size in (1, 2, 4, 16)}
 _MASK64 = (1 << 64) - 1
 _LOCAL_LIMIT = 64  # more changed networks than this: rebuild the set
@@ -78,6 +78,33 @@ def _packed(size: int, values: Sequence[int]) -> list[bytes]:
         raw = packed.tobytes()
         return [raw[i:i + 4] for i in range(0, len(raw), 4)]
     return [value.to_bytes(size, "big") for value in values]
+
+
+def _units(size: int, prefixes: Sequence[tuple[int, int]]) -> list[tuple[bytes, ...]]:
+    """Per prefix its elements (start, and end unless at the top) as one unit: what is deleted
+    or added together, as nft does. Changing only the elements that differ is refused by the
+    kernel in some cases (an end key kept while the start before it is replaced: EEXIST)."""
+    elements = _prefix_elements(size, prefixes)
+    top = (1 << (size * 8)) - 1
+    units: list[tuple[bytes, ...]] = []
+    i = 0
+    for _, last in prefixes:
+        if last == top:
+            units.append((elements[i],))
+            i += 1
+        else:
+            units.append((elements[i], elements[i + 1]))
+            i += 2
+    return units
+
+
+def unit_delta(size: int, old: set[tuple[bytes, ...]], new: set[tuple[bytes, ...]]) -> Delta:
+    """The elements of the units only in `old` (to delete) and only in `new` (to add), each in
+    the order nft sends them. An element can be in both (an end key shared by the old and the
+    new prefix): it is deleted and added again in the same transaction."""
+    order = _send_order(size)
+    return Delta(sorted((e for unit in old - new for e in unit), key=order),
+                 sorted((e for unit in new - old for e in unit), key=order), 0, 0)
 
 
 def _zero_end(size: int) -> bytes:
@@ -179,6 +206,32 @@ class Elements:
             self._ordered = sorted(self.members, key=_send_order(KEY_SIZE[self.family]))
         return self._ordered
 
+    def units(self) -> set[tuple[bytes, ...]]:
+        """The elements grouped as `_units` groups them (the zero end key alone). For a set read
+        from the kernel, by pairing each start key with the end key that follows it; an
+        element that pairs with nothing is a unit of its own."""
+        size = KEY_SIZE[self.family]
+        if self.hosts_only:
+            return {(e,) for e in self.members}
+        if self.prefixes is not None:
+            units = set(_units(size, self.prefixes))
+            if _zero_end(size) in self.members:
+                units.add((_zero_end(size),))
+            return units
+        found: set[tuple[bytes, ...]] = set()
+        ordered = self.ordered()
+        i = 0
+        while i < len(ordered):
+            elem = ordered[i]
+            start = len(elem) == len(_HEAD[size]) + size
+            if start and i + 1 < len(ordered) and len(ordered[i + 1]) > len(elem):
+                found.add((elem, ordered[i + 1]))
+                i += 2
+            else:
+                found.add((elem,))
+                i += 1
+        return found
+
     def issubset(self, other: Elements) -> bool:
         return self.members <= other.members
 
@@ -266,13 +319,11 @@ class Elements:
         zero_before = not prefixes or prefixes[0][0] != 0
         prefixes[a:b] = new_window
         zero_after = not prefixes or prefixes[0][0] != 0
-        old_elems = set(_prefix_elements(size, old_window))
-        new_elems = set(_prefix_elements(size, new_window))
+        old_units = set(_units(size, old_window))
+        new_units = set(_units(size, new_window))
         if zero_before != zero_after:
-            (old_elems if zero_before else new_elems).add(_zero_end(size))
-        order = _send_order(size)
-        return Delta(sorted(old_elems - new_elems, key=order),
-                     sorted(new_elems - old_elems, key=order), 0, 0)
+            (old_units if zero_before else new_units).add((_zero_end(size),))
+        return unit_delta(size, old_units, new_units)
 
 
 def _widen(items: list[tuple[int, int]], lo: int, hi: int) -> tuple[int, int]:

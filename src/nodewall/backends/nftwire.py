@@ -23,9 +23,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from nodewall.backends import netlink, nftrender
 from nodewall.backends import nfnetlink as nl
-from nodewall.backends import nftrender
-from nodewall.backends.nfnetlink import Message, attr, string, u32
+from nodewall.backends.netlink import attr, string, u32
+from nodewall.backends.nfnetlink import Message
 from nodewall.backends.nftexpr import (
     ADDR,
     ANON,
@@ -39,7 +40,15 @@ from nodewall.backends.nftexpr import (
     verdict,
 )
 from nodewall.backends.nftrender import CHAINS, COMMENT_MAX, TABLE, VERSION_CHAIN
-from nodewall.backends.nftsets import Change, Delta, Elements, element, element_sizes
+from nodewall.backends.nftsets import (
+    KEY_SIZE,
+    Change,
+    Delta,
+    Elements,
+    element,
+    element_sizes,
+    unit_delta,
+)
 from nodewall.policy import NodePolicy, Rule
 
 NFPROTO_INET = 1
@@ -237,7 +246,7 @@ def element_messages(name: str, elements: Sequence[bytes], *, delete: bool = Fal
     step = _CHUNK_BYTES // max(map(len, elements), default=1)
     return [Message(kind, NFPROTO_INET, head + attr(3, b"".join(elements[i:i + step])),
                     f"{verb} {len(elements[i:i + step])} element(s) of set {name}",
-                    flags=0 if delete else nl.NLM_F_CREATE)
+                    flags=0 if delete else netlink.NLM_F_CREATE)
             for i in range(0, len(elements), step)]
 
 
@@ -275,7 +284,7 @@ def rule_messages(chain: str, lines: Sequence[RuleLine], ids: _Ids) -> list[Mess
         if line.udata:
             body += attr(7, line.udata)
         out.append(Message(nl.NEWRULE, NFPROTO_INET, body, f"rule {number} of chain {chain}: "
-                           f"{line.text}", flags=nl.NLM_F_CREATE | _NLM_F_APPEND))
+                           f"{line.text}", flags=netlink.NLM_F_CREATE | _NLM_F_APPEND))
     return out
 
 
@@ -325,12 +334,10 @@ def update_batch(have: Image, plan: Plan) -> list[Message]:
             continue
         delta = plan.deltas.get(name) if plan.deltas is not None else None
         if delta is None:
-            if have.elements[name] is want.elements[name]:
+            old, new = have.elements[name], want.elements[name]
+            if old is new or old == new:
                 continue
-            old, new = have.elements[name].members, want.elements[name].members
-            order = want.elements[name].ordered()
-            delta = Delta([e for e in have.elements[name].ordered() if e not in new],
-                          [e for e in order if e not in old], 0, 0)
+            delta = unit_delta(KEY_SIZE[new.family], old.units(), new.units())
         if delta.removed:
             batch += element_messages(name, delta.removed, delete=True)
         if delta.added:
@@ -350,14 +357,14 @@ def read_image(sock: nl.NfSocket) -> Image | None:
     tables = sock.request(nl.GETTABLE, NFPROTO_INET, _t(), dump=False)
     if not tables:
         return None
-    image = Image(comment=nl.parse_attrs(tables[0]).get(6, b""))
+    image = Image(comment=netlink.parse_attrs(tables[0]).get(6, b""))
     anon: dict[str, Anon] = {}
     for payload in sock.request(nl.GETSET, NFPROTO_INET, _t(), dump=True):
-        a = nl.parse_attrs(payload)
-        name = nl.text(a[2])
-        set_header = (nl.be32(a[3]) if 3 in a else 0, nl.be32(a[4]), nl.be32(a[5]),
+        a = netlink.parse_attrs(payload)
+        name = netlink.text(a[2])
+        set_header = (netlink.be32(a[3]) if 3 in a else 0, netlink.be32(a[4]), netlink.be32(a[5]),
                       a.get(13, b""))
-        keys = read_elements(sock, name, nl.be32(a[5]))
+        keys = read_elements(sock, name, netlink.be32(a[5]))
         if name.startswith("__set"):
             kind = ANON_BY_TYPE.get((set_header[1], set_header[3]), f"?{set_header[1]}")
             anon[name] = Anon(kind, tuple(_key(e) for e in keys))
@@ -367,27 +374,27 @@ def read_image(sock: nl.NfSocket) -> Image | None:
             image.elements[name] = Elements.read(family, not set_header[0] & _SET_INTERVAL,
                                                  keys)
     for payload in sock.request(nl.GETCHAIN, NFPROTO_INET, _t(), dump=True):
-        a = nl.parse_attrs(payload)
+        a = netlink.parse_attrs(payload)
         header: tuple[int, ...] = ()
         if 4 in a:
-            hook = nl.parse_attrs(a[4])
+            hook = netlink.parse_attrs(a[4])
             prio = int.from_bytes(hook[2][:4], "big", signed=True)
-            header = (nl.be32(hook[1]), prio, nl.be32(a[5]) if 5 in a else 1)
-        image.chains[nl.text(a[3])] = header
-        image.rules[nl.text(a[3])] = []
+            header = (netlink.be32(hook[1]), prio, netlink.be32(a[5]) if 5 in a else 1)
+        image.chains[netlink.text(a[3])] = header
+        image.rules[netlink.text(a[3])] = []
     for payload in sock.request(nl.GETRULE, NFPROTO_INET, _t(), dump=True):
-        a = nl.parse_attrs(payload)
+        a = netlink.parse_attrs(payload)
         exprs = []
-        for _, item in nl.iter_attrs(a.get(4, b"")):
-            e = nl.parse_attrs(item)
-            name, data = nl.text(e[1]), e.get(2, b"")
+        for _, item in netlink.iter_attrs(a.get(4, b"")):
+            e = netlink.parse_attrs(item)
+            name, data = netlink.text(e[1]), e.get(2, b"")
             if name == "lookup":
-                target = nl.text(nl.parse_attrs(data).get(1, b""))
+                target = netlink.text(netlink.parse_attrs(data).get(1, b""))
                 if target in anon:
                     exprs.append(anon[target].marker())
                     continue
             exprs.append(_normal(name, data))
-        image.rules.setdefault(nl.text(a[2]), []).append((tuple(exprs), a.get(7, b"")))
+        image.rules.setdefault(netlink.text(a[2]), []).append((tuple(exprs), a.get(7, b"")))
     return image
 
 
@@ -397,15 +404,15 @@ def read_elements(sock: nl.NfSocket, name: str, key_size: int = 0) -> list[bytes
     sizes = element_sizes(key_size)
     out: list[bytes] = []
     for payload in sock.request(nl.GETSETELEM, NFPROTO_INET, body, dump=True):
-        listed = nl.parse_attrs(payload).get(3)
+        listed = netlink.parse_attrs(payload).get(3)
         if listed:
-            out += nl.split_attrs(listed, sizes)
+            out += netlink.split_attrs(listed, sizes)
     return out
 
 
 def _key(elem: bytes) -> bytes:
-    key = nl.parse_attrs(elem, 4).get(1, b"")
-    return nl.parse_attrs(key).get(1, b"")
+    key = netlink.parse_attrs(elem, 4).get(1, b"")
+    return netlink.parse_attrs(key).get(1, b"")
 
 
 def describe_drift(want: Image, have: Image) -> list[str]:
