@@ -11,10 +11,17 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import NamedTuple
 
 _BITS = {4: 32, 6: 128}
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+#: Per family, the prefix lengths as written canonically ("0", "1", ... "32") and the host
+#: mask of each length: the quick path of `parse_many`; any other spelling takes `parse`.
+_PREFIXES = {family: {str(p): p for p in range(bits + 1)} for family, bits in _BITS.items()}
+_HOSTMASKS = {family: tuple((1 << (bits - p)) - 1 for p in range(bits + 1))
+              for family, bits in _BITS.items()}
+_NETWORK = itemgetter(0)
 
 
 class Net(NamedTuple):
@@ -57,6 +64,101 @@ def parse(text: str) -> tuple[Net, bool]:
     return Net(family, value & mask, prefix), bool(value & ~mask)
 
 
+def _pton_is_strict() -> bool:
+    """Whether inet_pton reads only the canonical dotted quad (no leading zeros, no short
+    forms), so that an address it reads is already written as `str(Net)` would write it."""
+    for text in ("01.2.3.4", "1.2.3.04", "1.2.3.00", "0x1.2.3.4", "1.2.3", "1.2.3.4 ", "1.2.3.4."):
+        try:
+            socket.inet_pton(socket.AF_INET, text)
+        except (OSError, ValueError):
+            continue
+        return False
+    return True
+
+
+_CANONICAL_V4 = _pton_is_strict()
+
+
+class ParsedNetworks(NamedTuple):
+    """What `parse_many` gives for a list of CIDR texts."""
+
+    parsed: list[tuple[Net, bool]]  # each text's network and whether it had host bits set
+    texts: list[str]  # str() of each network
+    ipv6: int  # how many are IPv6
+    host_bits: bool  # whether any had host bits set
+
+
+def parse_many(texts: Iterable[str]) -> ParsedNetworks:
+    """`[parse(t) for t in texts]` (same results, same ValueError), with `str()` of each
+    network and a count of the IPv6 ones. The common "address/prefix" forms are read inline,
+    and an IPv4 network without host bits is its own normalised text: an 8000-entry ip_filter
+    is parsed in one pass."""
+    parsed: list[tuple[Net, bool]] = []
+    normalised: list[str] = []
+    add = parsed.append
+    add_text = normalised.append
+    ipv6 = 0
+    host_bits = False
+    pton = socket.inet_pton
+    ntop = socket.inet_ntop
+    af_inet = socket.AF_INET
+    af_inet6 = socket.AF_INET6
+    from_bytes = int.from_bytes
+    new = tuple.__new__
+    prefixes4, prefixes6 = _PREFIXES[4], _PREFIXES[6]
+    hostmasks4, hostmasks6 = _HOSTMASKS[4], _HOSTMASKS[6]
+    reuse = _CANONICAL_V4
+    for text in texts:
+        addr, slash, plen = text.partition("/")
+        if ":" in addr:
+            prefix = prefixes6.get(plen) if slash else 128
+            if prefix is not None and "%" not in addr:
+                try:
+                    packed = pton(af_inet6, addr)
+                except (OSError, ValueError):
+                    pass
+                else:
+                    value = from_bytes(packed, "big")
+                    host = value & hostmasks6[prefix]
+                    net = new(Net, (6, value ^ host, prefix))
+                    ipv6 += 1
+                    if host:
+                        host_bits = True
+                        add((net, True))
+                        add_text(str(net))
+                    else:
+                        add((net, False))
+                        add_text(f"{ntop(af_inet6, packed)}/{prefix}")
+                    continue
+        else:
+            prefix = prefixes4.get(plen) if slash else 32
+            if prefix is not None:
+                try:
+                    value = from_bytes(pton(af_inet, addr), "big")
+                except (OSError, ValueError):
+                    pass
+                else:
+                    host = value & hostmasks4[prefix]
+                    net = new(Net, (4, value ^ host, prefix))
+                    if host:
+                        host_bits = True
+                        add((net, True))
+                        add_text(str(net))
+                    elif reuse and type(text) is str:  # inet_pton read a canonical dotted quad
+                        add((net, False))
+                        add_text(text if slash else text + "/32")
+                    else:
+                        add((net, False))
+                        add_text(str(net))
+                    continue
+        item = parse(text)
+        add(item)
+        add_text(str(item[0]))
+        ipv6 += item[0].family == 6
+        host_bits = host_bits or item[1]
+    return ParsedNetworks(parsed, normalised, ipv6, host_bits)
+
+
 def host(address: str) -> Net:
     """A single address as a /32 or /128."""
     net, _ = parse(address.partition("/")[0])
@@ -76,6 +178,40 @@ def reduce(items: Iterable[tuple[Net, str]]) -> list[tuple[Net, tuple[str, ...]]
             end = net[1] | ((1 << (_BITS[family] - net[2])) - 1)
             kept.append((net, [reason]))
     return [(net, tuple(reasons)) for net, reasons in kept]
+
+
+def reduce_named(items: Iterable[tuple[Net, str, str]]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """`reduce` of (network, reason, the network's `str()`) items, for networks whose text is
+    already at hand: the text of each network that stays, and its reasons, in the same order."""
+    texts: list[str] = []
+    reasons: list[tuple[str, ...]] = []
+    add_text = texts.append
+    add_reasons = reasons.append
+    #: index in texts -> (network, reason) of each item merged there, the kept one first
+    merged: dict[int, list[tuple[Net, str]]] = {}
+    bits = _BITS
+    family = end = -1
+    kept = None
+    # Sorted by network alone (quicker than by whole items); the reasons of a merged group,
+    # equal networks included, are put in (network, reason) order at the end, as `reduce` has them.
+    for net, reason, text in sorted(items, key=_NETWORK):
+        fam, network, prefix = net
+        if fam == family and network <= end:
+            last = len(texts) - 1
+            group = merged.get(last)
+            if group is None:
+                assert kept is not None
+                merged[last] = group = [(kept, reasons[last][0])]
+            group.append((net, reason))
+        else:
+            family = fam
+            end = network | ((1 << (bits[fam] - prefix)) - 1)
+            kept = net
+            add_text(text)
+            add_reasons((reason,))
+    for index, group in merged.items():
+        reasons[index] = tuple(reason for _, reason in sorted(group))
+    return texts, reasons
 
 
 def intersect(net: Net, bounds: Iterable[Net]) -> list[Net]:

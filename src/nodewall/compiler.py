@@ -12,6 +12,7 @@ import gc
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from nodewall import catalogue, cidr
 from nodewall.catalogue import WEB_UI_PORT, Component
@@ -82,8 +83,19 @@ class _Builder:
     def add_set(self, name: str, family: Family, purpose: str,
                 elements: Iterable[tuple[cidr.Net, tuple[str, ...]]],
                 hosts_only: bool = False) -> str:
-        self.sets.append(AddressSet(name, family, hosts_only, purpose, tuple(
-            SetElement(str(net), reasons) for net, reasons in elements)))
+        pairs = list(elements)
+        return self.add_named_set(name, family, purpose, ([str(net) for net, _ in pairs],
+                                                          [reasons for _, reasons in pairs]),
+                                  hosts_only)
+
+    def add_named_set(self, name: str, family: Family, purpose: str,
+                      elements: tuple[Sequence[str], Sequence[tuple[str, ...]]],
+                      hosts_only: bool = False) -> str:
+        """`add_set` for elements given as (networks as normalised text, their reasons), as
+        `cidr.reduce_named` gives them."""
+        networks, reasons = elements
+        self.sets.append(AddressSet(name, family, hosts_only, purpose,
+                                    tuple(map(SetElement, networks, reasons))))
         return name
 
     def add_fixed_set(self, name: str, family: Family, purpose: str, network: str) -> str:
@@ -166,18 +178,24 @@ def _management(b: _Builder, spec: DeploymentSpec) -> None:
 
 
 def _host_elements(
-    nodes: Iterable[tuple[str, Sequence[str]]], family: int, label: str
-) -> list[tuple[cidr.Net, tuple[str, ...]]]:
-    items = [(cidr.host(a), f"{label} {name}") for name, addresses in nodes for a in addresses]
-    return cidr.reduce(x for x in items if x[0].family == family)
+    nodes: Iterable[tuple[str, Sequence[str]]], label: str
+) -> dict[int, tuple[list[str], list[tuple[str, ...]]]]:
+    """Per family, each node address as a /32 or /128 (`cidr.host`) with its node."""
+    nodes = list(nodes)
+    reasons = [f"{label} {name}" for name, addresses in nodes for _ in addresses]
+    parsed = cidr.parse_many(a.partition("/")[0] for _, addresses in nodes for a in addresses)
+    items = list(zip(map(itemgetter(0), parsed.parsed), reasons, parsed.texts, strict=True))
+    return {family: cidr.reduce_named(x for x in items if x[0].family == family)
+            for family in FAMILIES}
 
 
 def _peers(b: _Builder, service: ServiceSpec, node_name: str, node_ports: list[int]) -> None:
     others = [(n.name, n.addresses) for n in service.nodes if n.name != node_name]
+    elements = _host_elements(others, "cluster peer")
     names = []
     for family in FAMILIES:
-        peers = b.add_set(f"peers_v{family}", family, f"other nodes of {service.name}",
-                          _host_elements(others, family, "cluster peer"), hosts_only=True)
+        peers = b.add_named_set(f"peers_v{family}", family, f"other nodes of {service.name}",
+                                elements[family], hosts_only=True)
         names.append(peers)
         if node_ports:
             b.rule(direction="in", action="accept", family=family, protocol="tcp",
@@ -212,11 +230,12 @@ def _integrations(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
         # removing another integration leaves this node's sets (and version) alone.
         digest = hashlib.sha256(f"{integ.type}/{connector.name}".encode()).hexdigest()[:10]
         set_prefix = f"int_{digest}"
-        nodes = [(n.name, n.addresses) for n in connector.nodes]
+        elements = _host_elements(((n.name, n.addresses) for n in connector.nodes),
+                                  f"{connector.name} node")
         for family in FAMILIES:
-            name = b.add_set(f"{set_prefix}_v{family}", family, f"nodes of {connector.name}",
-                             _host_elements(nodes, family, f"{connector.name} node"),
-                             hosts_only=True)
+            name = b.add_named_set(f"{set_prefix}_v{family}", family,
+                                   f"nodes of {connector.name}", elements[family],
+                                   hosts_only=True)
             b.rule(direction="in", action="accept", family=family, protocol="tcp",
                    src_set=name, dports=target_ports, reason=reason)
 
@@ -224,8 +243,13 @@ def _integrations(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
 def _clients(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
              components: list[Component], ports: dict[str, int]) -> None:
     b.warnings.extend(client_warnings(spec, service))
-    entries = [(net, f"ip_filter[{i}] of {service.name}")
-               for i, (net, _) in enumerate(service.user_config.parsed_ip_filter)]
+    config = service.user_config
+    # (network, reason, network as text) of each entry; the text comes from the spec's parse
+    count = len(config.parsed_ip_filter)
+    entries = list(zip(map(itemgetter(0), config.parsed_ip_filter),
+                       [f"ip_filter[{i}] of {service.name}" for i in range(count)],
+                       config.ip_filter_networks, strict=True))
+    of_family = {4: count - config.ip_filter_ipv6, 6: config.ip_filter_ipv6}
     bounds = [] if service.vpc is None else [n for n, _ in spec.vpc(service.vpc).networks]
     public_keys = {k for k, v in service.user_config.public_access.items() if v}
     groups: dict[str, list[Component]] = {"clients": [], "public": []}
@@ -240,13 +264,15 @@ def _clients(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
         restricted = group == "clients" and service.vpc is not None
         names = []
         for family in (FAMILIES if ipv6_clients(service) else (4,)):
-            mine = [(n, r) for n, r in entries if n.family == family]
+            mine = (entries if of_family[family] == count
+                    else [e for e in entries if e[0].family == family])
             if restricted:
                 fam_bounds = [x for x in bounds if x.family == family]
-                mine = [(part, r) for n, r in mine for part in cidr.intersect(n, fam_bounds)]
+                mine = [(part, r, text if part is n else str(part)) for n, r, text in mine
+                        for part in cidr.intersect(n, fam_bounds)]
             purpose = ("ip_filter within the VPC and its peers" if restricted else "ip_filter")
-            name = b.add_set(f"{group}_v{family}", family, f"{purpose} of {service.name}",
-                             cidr.reduce(mine))
+            name = b.add_named_set(f"{group}_v{family}", family,
+                                   f"{purpose} of {service.name}", cidr.reduce_named(mine))
             names.append(name)
             b.rule(direction="in", action="accept", family=family, protocol="tcp",
                    src_set=name, dports=group_ports,

@@ -8,9 +8,15 @@ every problem with its path. It never compiles, allocates or touches a kernel.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import json
+import re
+import socket
+import threading
 from functools import cached_property
+from itertools import compress
+from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -20,10 +26,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 
 from nodewall import cidr
 from nodewall.errors import SpecError, format_path
@@ -50,7 +59,24 @@ def _cidr(value: str) -> str:
     return value
 
 
+#: Exactly the IPv4 addresses `ipaddress` accepts: four decimal octets 0..255, no leading zeros.
+IPV4_ADDRESS = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
 def _address(value: str) -> str:
+    # The common cases without building an address object: a dotted quad `ipaddress` would
+    # take, or an IPv6 address without a scope id that inet_pton reads (for those, inet_pton
+    # and `ipaddress` take the same forms); anything else gets `ipaddress`'s verdict.
+    if IPV4_ADDRESS.fullmatch(value):
+        return value
+    if ":" in value and "%" not in value:
+        try:
+            socket.inet_pton(socket.AF_INET6, value)
+            return value
+        except (OSError, ValueError):
+            pass
     try:
         if "%" in value:  # an IPv6 scope id is no part of a node address
             raise ValueError(value)
@@ -138,6 +164,8 @@ class IpFilterEntry(_Strict):
 
     @model_validator(mode="after")
     def _network_is_cidr(self) -> IpFilterEntry:
+        # A spec's ip_filter list skips this per entry and parses every network at once with
+        # `cidr.parse_many` (UserConfig._ip_filter_at_once): the same check as `cidr.parse`.
         try:
             cidr.parse(self.network)
         except ValueError:
@@ -168,11 +196,69 @@ class UserConfig(_Strict):
     kafka_authentication_methods: KafkaAuthenticationMethods | None = None
     opensearch_dashboards: OpensearchDashboards | None = None
 
+    @field_validator("ip_filter", mode="wrap")
+    @classmethod
+    def _ip_filter_at_once(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """A list of CIDR strings and {network, description} objects, all well-formed (the
+        common case), is checked in one pass: pydantic-core builds the entries without calling
+        back into Python per item, then every CIDR is parsed together and kept for
+        `parsed_ip_filter`. Anything else takes the declared per-entry validation (`handler`),
+        which reports every problem with its path."""
+        if _IP_FILTER_ENTRIES is not None and type(value) is list:
+            items = [{"network": v} if isinstance(v, str) else v for v in value]
+            try:
+                entries = _IP_FILTER_ENTRIES.validate_python(items)
+                parsed = cidr.parse_many([e.network for e in entries])
+            except ValueError:  # ValidationError included: let the full validation explain
+                pass
+            else:
+                _parsed.ip_filter = (entries, parsed)
+                return entries
+        return handler(value)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_parsed_ip_filter(cls, data: Any, handler: ModelWrapValidatorHandler[UserConfig]
+                               ) -> UserConfig:
+        """Keeps what `_ip_filter_at_once` parsed on the new instance, in the slots of the
+        cached properties below, so a compile does not parse the ip_filter again."""
+        _parsed.ip_filter = None
+        try:
+            config = handler(data)
+            found = _parsed.ip_filter
+            if found is not None and found[0] is config.ip_filter:
+                parsed: cidr.ParsedNetworks = found[1]
+                config.__dict__.update(  # the slots of the cached properties
+                    parsed_ip_filter=tuple(parsed.parsed),
+                    ip_filter_networks=tuple(parsed.texts),
+                    ip_filter_ipv6=parsed.ipv6)
+                if not parsed.host_bits:
+                    config.__dict__["ip_filter_host_bits"] = ()
+            return config
+        finally:
+            _parsed.ip_filter = None
+
     @cached_property
     def parsed_ip_filter(self) -> tuple[tuple[cidr.Net, bool], ...]:
         """Each ip_filter entry's network (host bits cleared) and whether it had host bits
-        set; computed once per spec."""
+        set; computed once per spec (while validating, for a list given in the spec)."""
         return tuple(cidr.parse(e.network) for e in self.ip_filter)
+
+    @cached_property
+    def ip_filter_networks(self) -> tuple[str, ...]:
+        """Each ip_filter entry's network as normalised text (`str` of its parsed network)."""
+        return tuple(str(net) for net, _ in self.parsed_ip_filter)
+
+    @cached_property
+    def ip_filter_ipv6(self) -> int:
+        """How many ip_filter entries are IPv6 networks."""
+        return sum(net.family == 6 for net, _ in self.parsed_ip_filter)
+
+    @cached_property
+    def ip_filter_host_bits(self) -> tuple[int, ...]:
+        """The indices of the ip_filter entries written with host bits set."""
+        parsed = self.parsed_ip_filter
+        return tuple(compress(range(len(parsed)), map(itemgetter(1), parsed)))
 
     def setting(self, dotted: str) -> bool | None:
         """A toggle's value by dotted key ('opensearch_dashboards.enabled'); None when unset."""
@@ -181,6 +267,29 @@ class UserConfig(_Strict):
         if tail and value is not None:
             value = getattr(value, tail)
         return None if value is None else bool(value)
+
+
+def _entries_validator() -> SchemaValidator | None:
+    """A validator of a list of IpFilterEntry objects (dicts or instances) by the entry model's
+    own schema (types, lengths, unknown keys), without its per-entry CIDR check
+    (`_network_is_cidr`, the only validator around the model): the caller checks every CIDR at
+    once. None if the schema is not shaped so, and then every ip_filter takes the per-entry
+    path."""
+    schema: Any = IpFilterEntry.__pydantic_core_schema__
+    if (schema.get("type") != "function-after"
+            or schema.get("function", {}).get("function") is not IpFilterEntry._network_is_cidr):
+        return None
+    inner = schema.get("schema")
+    if (not isinstance(inner, dict) or inner.get("type") != "model"
+            or inner.get("cls") is not IpFilterEntry or "ref" in inner):
+        return None
+    return SchemaValidator(core_schema.list_schema(inner, max_length=MAX_IP_FILTER))
+
+
+_IP_FILTER_ENTRIES = _entries_validator()
+#: The parsed ip_filter of the UserConfig being validated on this thread, from the field
+#: validator to the model validator (which stores it on the instance).
+_parsed = threading.local()
 
 
 class NodeSpec(_Strict):
@@ -253,6 +362,19 @@ def _pydantic_errors(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -
 
 def parse_spec(data: Any) -> DeploymentSpec:
     """Validate a spec document (already parsed from YAML or JSON); raise SpecError."""
+    # Validating a large spec allocates tens of thousands of small acyclic objects (models,
+    # parsed networks); the cyclic collector would only scan them again and again while they
+    # are made, so it waits until the spec is built (as `compile_node` does).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_spec(data)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _parse_spec(data: Any) -> DeploymentSpec:
     if not isinstance(data, dict):
         raise SpecError([("", "the spec must be a mapping with platform, project and services")])
     from nodewall.spec_rules import document_errors  # the cross-field rules

@@ -7,6 +7,7 @@ user sees every problem at once. Runs only on a structurally valid spec.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,14 @@ from typing import TypeVar
 from nodewall import catalogue
 from nodewall.errors import SpecError
 from nodewall.ports import allocate_ports, derived_offset
-from nodewall.spec import PROVIDERS, RESERVED_PORTS, DeploymentSpec, ServiceSpec, UserConfig
+from nodewall.spec import (
+    IPV4_ADDRESS,
+    PROVIDERS,
+    RESERVED_PORTS,
+    DeploymentSpec,
+    ServiceSpec,
+    UserConfig,
+)
 
 Errors = list[tuple[str, str]]
 T = TypeVar("T")
@@ -71,17 +79,31 @@ def _duplicates(spec: DeploymentSpec, where: Positions) -> Errors:
                     (path, f"duplicate {kind[:-1]} name {name!r} (first at {seen[name]})"))
             else:
                 seen[name] = path
-    seen_addr: dict[str, str] = {}
+    address_path = "services[{}].nodes[{}].addresses[{}]".format
+    seen_addr: dict[str | tuple[int, int], tuple[int, int, int]] = {}  # where each was first
     for i, s in services:
         for j, n in enumerate(s.nodes):
             for k, addr in enumerate(n.addresses):
-                path = f"services[{i}].nodes[{j}].addresses[{k}]"
-                key = str(ipaddress.ip_address(addr))
-                if key in seen_addr:
-                    errors.append((path, f"address {addr} is already used at {seen_addr[key]}"))
+                key = _address_key(addr)
+                first = seen_addr.get(key)
+                if first is not None:
+                    errors.append((address_path(i, j, k), f"address {addr} is already used at "
+                                   f"{address_path(*first)}"))
                 else:
-                    seen_addr[key] = path
+                    seen_addr[key] = (i, j, k)
     return errors
+
+
+def _address_key(addr: str) -> str | tuple[int, int]:
+    """Equal for two spellings of one (valid) address: a dotted quad is its own canonical
+    text; an IPv6 address is its number."""
+    if IPV4_ADDRESS.fullmatch(addr):
+        return addr
+    try:
+        return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, addr), "big")
+    except (OSError, ValueError):
+        ip = ipaddress.ip_address(addr)
+        return str(ip) if ip.version == 4 else (6, int(ip))
 
 
 def _service_errors(
