@@ -143,3 +143,18 @@ def test_dumped_elements_are_cut_back_into_elements(items: list[tuple[bytes, boo
     assert split_attrs(data) == elements
     assert split_attrs(data + b"\x08\x00\x01\x00\x00\x00\x00\x00", element_sizes(4)) == [
         *elements, b"\x08\x00\x01\x00\x00\x00\x00\x00"]  # an unexpected size: cut one by one
+
+
+@settings(max_examples=300)
+@given(v4_networks())
+def test_units_of_a_set_read_back_pair_as_built(networks: tuple[str, ...]) -> None:
+    """A set read from the kernel (members only) groups its elements into the same units
+    (start and end of each prefix) as the set built from its networks."""
+    built = Elements.build(4, False, networks)
+    assert Elements.read(4, False, built.members).units() == built.units()
+
+
+def test_units_of_an_edited_set_fall_back_to_single_elements() -> None:
+    built = Elements.build(4, False, ("10.0.0.0/24", "10.0.2.0/24"))
+    edited = set(built.members) - {element(ipaddress.IPv4Address("10.0.1.0").packed, True)}
+    assert Elements.read(4, False, edited).units() == {(e,) for e in edited}

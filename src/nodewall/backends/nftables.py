@@ -125,7 +125,9 @@ class NftablesBackend:
             what = batch[exc.index].what if 0 <= exc.index < len(batch) else "the batch"
             raise BackendError(f"nftables apply failed; the kernel keeps its previous ruleset:"
                                f"\n{what}: {exc.strerror}") from exc
-        self._verify(sock, plan, generation + 1 if incremental else -1)
+        # the generation vouches for the result only when the state it started from was verified
+        # by this object (a kernel read is trusted for the delta, not for the result)
+        self._verify(sock, plan, generation + 1 if incremental and last is not None else -1)
         from nodewall.backends.conntrack import cut_refused_flows
 
         widens = incremental and _only_widens(have, plan, policy)

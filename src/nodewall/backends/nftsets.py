@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import array
 import bisect
+import operator
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -96,6 +97,34 @@ def _units(size: int, prefixes: Sequence[tuple[int, int]]) -> list[tuple[bytes, 
             units.append((elements[i], elements[i + 1]))
             i += 2
     return units
+
+
+def _pair_units(size: int, members: set[bytes]) -> set[tuple[bytes, ...]]:
+    """The units of an interval set read from the kernel: the i-th start key pairs with the
+    i-th end key once both are sorted (prefixes are disjoint), after the zero end key, which
+    stands alone; a start at the top address has no end. Checked: each pair in order and
+    before the next start; if not (a set edited behind nodewall's back), every element is a
+    unit of its own, which still gives a correct, if larger, delta."""
+    start_len = len(_HEAD[size]) + size
+    starts = sorted(e for e in members if len(e) == start_len)  # one head: sorted by key
+    ends = sorted(e for e in members if len(e) != start_len)
+    units: set[tuple[bytes, ...]] = set()
+    zero = _zero_end(size)
+    if ends and ends[0] == zero:
+        units.add((zero,))
+        ends = ends[1:]
+    start_keys = [e[12:] for e in starts]
+    end_keys = [e[12:12 + size] for e in ends]
+    top = len(starts) == len(ends) + 1  # the last prefix ends at the top address
+    paired = starts[:-1] if top else starts
+    if (len(paired) == len(ends) and all(len(e) == start_len + 8 for e in ends)
+            and all(map(operator.lt, start_keys[:len(ends)], end_keys))
+            and all(map(operator.le, end_keys, start_keys[1:]))):
+        units.update(zip(paired, ends, strict=True))
+        if top:
+            units.add((starts[-1],))
+        return units
+    return {(e,) for e in members}
 
 
 def unit_delta(size: int, old: set[tuple[bytes, ...]], new: set[tuple[bytes, ...]]) -> Delta:
@@ -218,19 +247,7 @@ class Elements:
             if _zero_end(size) in self.members:
                 units.add((_zero_end(size),))
             return units
-        found: set[tuple[bytes, ...]] = set()
-        ordered = self.ordered()
-        i = 0
-        while i < len(ordered):
-            elem = ordered[i]
-            start = len(elem) == len(_HEAD[size]) + size
-            if start and i + 1 < len(ordered) and len(ordered[i + 1]) > len(elem):
-                found.add((elem, ordered[i + 1]))
-                i += 2
-            else:
-                found.add((elem,))
-                i += 1
-        return found
+        return _pair_units(size, self.members)
 
     def issubset(self, other: Elements) -> bool:
         return self.members <= other.members
