@@ -196,9 +196,14 @@ def _integration_errors(spec: DeploymentSpec, where: Positions) -> Errors:
     errors: Errors = []
     kinds = catalogue.integration_types()
     services = {s.name: s for s in spec.services}
+    seen: dict[tuple[str, str, str | None], int] = {}
     for i, integ in where.of("integrations", spec.integrations):
         path = f"integrations[{i}]"
         kind = kinds[integ.type]
+        first = seen.setdefault((integ.type, integ.source, integ.dest), i)
+        if first != i:
+            errors.append((path, f"the same integration as integrations[{first}]"))
+            continue
         ends = {"source": integ.source, "dest": integ.dest}
         if integ.dest is None and kind.connector is not None:
             errors.append((f"{path}.dest", f"a {integ.type} integration needs a dest service"))

@@ -165,6 +165,9 @@ REJECTIONS: list[tuple[str, Callable[[Doc], Doc], str, str]] = [
      "needs a dest"),
     ("prometheus-with-dest", setter("integrations.0.type", "prometheus"),
      "integrations[0].dest", "no dest"),
+    ("duplicate-integration", setter("integrations", [
+        {"type": "read_replica", "source": "pg-prod", "dest": "pg-replica"}] * 2),
+     "integrations[1]", "the same integration as integrations[0]"),
     ("duplicate-service-name", setter("services.1.name", "pg-prod"), "services[1].name",
      "duplicate service name"),
     ("duplicate-node-name", setter("services.1.nodes.0.name", "pg-prod-1"),
