@@ -176,6 +176,25 @@ class Listeners:
                     self.ports[(proto, port)] = s
                     self.sel.register(s, selectors.EVENT_READ, proto)
 
+    def ensure_udp_at(self, addresses: set[str] | tuple[str, ...],
+                      ports: set[int] | tuple[int, ...]) -> None:
+        """UDP echo on each address:port, one socket bound to each, so a reply leaves from the
+        address the request went to (a wildcard socket answers from the host's primary address,
+        which a client of one of its other addresses ignores)."""
+        with entered(self.ns), self.lock:
+            for address in addresses:
+                family = socket.AF_INET6 if ":" in address else socket.AF_INET
+                for port in ports:
+                    key = (f"udp@{address}", port)
+                    if key in self.ports:
+                        continue
+                    s = socket.socket(family, socket.SOCK_DGRAM)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((address, port))
+                    s.setblocking(False)
+                    self.ports[key] = s
+                    self.sel.register(s, selectors.EVENT_READ, "udp")
+
     def _serve(self) -> None:
         while not self.stop:
             with self.lock:
@@ -214,13 +233,30 @@ REFUSED = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACC
            errno.EPERM, errno.ECONNRESET}
 
 
+@contextlib.contextmanager
+def socket_owner(uid: int | None) -> Iterator[None]:
+    """Sockets the calling thread creates in the body belong to `uid` (what an owner match,
+    `meta skuid` or `-m owner`, sees: the creator's filesystem uid). Only the calling thread's
+    fsuid changes (setfsuid is per thread), and it is restored. None: no change."""
+    if uid is None:
+        yield
+        return
+    old = _libc.setfsuid(uid)
+    try:
+        if _libc.setfsuid(-1) != uid:  # setfsuid reports failure only by not changing it
+            raise OSError(errno.EPERM, f"setfsuid({uid}) failed")
+        yield
+    finally:
+        _libc.setfsuid(old)
+
+
 def probe(ns: str, src: str, dst: str, proto: str, port: int, timeout: float = 0.5,
-          why: list[str] | None = None) -> str:
+          why: list[str] | None = None, uid: int | None = None) -> str:
     """Try one new connection from `src` (an address of namespace `ns`) to dst:port. `why`
-    collects the errno name of a refusal."""
+    collects the errno name of a refusal; `uid` owns the socket (see `socket_owner`)."""
     family = socket.AF_INET6 if ":" in dst else socket.AF_INET
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    with entered(ns):
+    with entered(ns), socket_owner(uid):
         s = socket.socket(family, kind)
     try:
         s.settimeout(timeout)
@@ -288,8 +324,10 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def ping(ns: str, src: str, dst: str, timeout: float = 1.0) -> str:
-    """One ICMP(v6) echo request: `open` when the echo reply comes back in time."""
+def ping(ns: str, src: str, dst: str, timeout: float = 1.0, refused: bool = False) -> str:
+    """One ICMP(v6) echo request: `open` when the echo reply comes back in time. With
+    `refused`, a destination-unreachable (a reject) quoting this request gives `refused`;
+    without, such an answer is ignored (and the ping times out)."""
     v6 = ":" in dst
     family, proto = ((socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6
                      else (socket.AF_INET, socket.IPPROTO_ICMP))
@@ -310,6 +348,12 @@ def ping(ns: str, src: str, dst: str, timeout: float = 1.0) -> str:
             icmp = data if v6 else data[(data[0] & 0x0F) * 4 :]
             if icmp[0] == reply and int.from_bytes(icmp[4:6], "big") == ident:
                 return "open"
+            if refused and icmp[0] == (1 if v6 else 3):
+                # the quoted packet: IPv6 header (40 bytes) or IPv4 header, then our request
+                inner = icmp[8:]
+                quoted = inner[40:] if v6 else inner[(inner[0] & 0x0F) * 4 :]
+                if quoted[:1] == bytes([request]) and quoted[4:6] == ident.to_bytes(2, "big"):
+                    return "refused"
     except TimeoutError:
         return "timeout"
     finally:
