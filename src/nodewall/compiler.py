@@ -8,7 +8,6 @@ never writes customer text (ip_filter descriptions) into a policy.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,8 @@ from operator import itemgetter
 
 from nodewall import catalogue, cidr
 from nodewall.catalogue import WEB_UI_PORT, Component
-from nodewall.policy import AddressSet, ComponentPort, Family, NodePolicy, Rule, SetElement
+from nodewall.gcpause import collector_paused
+from nodewall.policy import AddressSet, ComponentPort, Family, NodePolicy, Rule
 from nodewall.ports import allocate_ports, derived_offset
 from nodewall.spec import DeploymentSpec, ServiceSpec
 from nodewall.spec_warnings import client_warnings, ipv6_clients
@@ -94,8 +94,7 @@ class _Builder:
         """`add_set` for elements given as (networks as normalised text, their reasons), as
         `cidr.reduce_named` gives them."""
         networks, reasons = elements
-        self.sets.append(AddressSet(name, family, hosts_only, purpose,
-                                    tuple(map(SetElement, networks, reasons))))
+        self.sets.append(AddressSet.of(name, family, hosts_only, purpose, networks, reasons))
         return name
 
     def add_fixed_set(self, name: str, family: Family, purpose: str, network: str) -> str:
@@ -107,15 +106,8 @@ class _Builder:
 
 def compile_node(spec: DeploymentSpec, node_name: str) -> NodePolicy:
     """The policy of one node of the spec. Raises KeyError for an unknown node."""
-    # Compiling allocates many small acyclic objects; the cyclic collector would only scan the
-    # spec's thousands of models again and again, so it waits until the policy is built.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():  # many small acyclic objects (see `nodewall.gcpause`)
         return _compile(spec, node_name)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _compile(spec: DeploymentSpec, node_name: str) -> NodePolicy:

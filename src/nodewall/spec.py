@@ -8,7 +8,6 @@ every problem with its path. It never compiles, allocates or touches a kernel.
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import json
 import re
@@ -36,6 +35,7 @@ from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 
 from nodewall import cidr
 from nodewall.errors import SpecError, format_path
+from nodewall.gcpause import collector_paused
 
 _M = TypeVar("_M", bound=BaseModel)
 DEFAULT_IP_FILTER = ("0.0.0.0/0", "::/0")
@@ -362,16 +362,8 @@ def _pydantic_errors(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -
 
 def parse_spec(data: Any) -> DeploymentSpec:
     """Validate a spec document (already parsed from YAML or JSON); raise SpecError."""
-    # Validating a large spec allocates tens of thousands of small acyclic objects (models,
-    # parsed networks); the cyclic collector would only scan them again and again while they
-    # are made, so it waits until the spec is built (as `compile_node` does).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():  # models and parsed networks by the thousand (`nodewall.gcpause`)
         return _parse_spec(data)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _parse_spec(data: Any) -> DeploymentSpec:

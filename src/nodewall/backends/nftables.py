@@ -53,6 +53,7 @@ from nodewall.backends import nfnetlink as nl
 from nodewall.backends.base import ApplyResult, BackendError, Status
 from nodewall.backends.nftrender import CHAINS, VERSION_CHAIN, comment, render_text, rule_lines
 from nodewall.backends.nftwire import Image, Plan
+from nodewall.gcpause import collector_paused
 from nodewall.policy import NodePolicy, check_policy
 
 __all__ = ["NftablesBackend", "comment", "render", "rule_lines"]
@@ -63,7 +64,8 @@ _VERSION_RE = re.compile(r"^nodewall v=(?P<version>[0-9a-f]+) (?P<digests>.*)$")
 def render(policy: NodePolicy) -> str:
     """The full ruleset text, in the form `nft list table inet nodewall` prints it back."""
     check_policy(policy)
-    image = nftwire.build(policy).image
+    with collector_paused():
+        image = nftwire.build(policy).image
     return render_text(policy, nftwire.version_text(policy.version, image))
 
 
@@ -105,6 +107,10 @@ class NftablesBackend:
         return render(policy)
 
     def apply(self, policy: NodePolicy) -> ApplyResult:
+        with collector_paused():  # elements by the ten thousand (see `nodewall.gcpause`)
+            return self._apply(policy)
+
+    def _apply(self, policy: NodePolicy) -> ApplyResult:
         check_policy(policy)
         sock = self._socket()
         generation = sock.generation()
@@ -136,8 +142,8 @@ class NftablesBackend:
                            flows_cut=cut)
 
     def _verify(self, sock: nl.NfSocket, plan: Plan, expected_generation: int) -> None:
-        """Confirm the kernel holds `plan`. After an increment whose commit was the only one
-        since the state it started from was read or verified (`expected_generation`): by the
+        """Confirm the kernel holds `plan`. After an increment from the state this object last
+        verified, when the commit was the only one since (`expected_generation`): by the
         generation and a read-back of the version chain. Otherwise (-1): a full read-back."""
         generation = sock.generation()
         if generation == expected_generation:
@@ -156,7 +162,8 @@ class NftablesBackend:
         self._last, self._last_generation = image, generation
 
     def status(self) -> Status:
-        have = self._read(self._socket())
+        with collector_paused():
+            have = self._read(self._socket())
         if have is None:
             return Status(self.name, False, None, ("table inet nodewall is missing",))
         marker = nftwire.version_comment_of(have)
