@@ -237,13 +237,11 @@ class NodePolicy:
 
 
 _RULE_FIELDS = tuple(f.name for f in fields(Rule))
-_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f-\U0010ffff]')
-
-
 def _json_strings(items: tuple[str, ...]) -> str:
-    """`json.dumps(list(items))` in the compact form, quick when no item needs escaping."""
+    """`json.dumps(list(items))` in the compact form, quick when no item needs escaping (plain
+    printable ASCII without quotes or backslashes, checked over the joined text in C)."""
     joined = '","'.join(items)
-    if not _ESCAPED.search(joined):
+    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
         return f'["{joined}"]' if items else "[]"
     return json.dumps(list(items), separators=(",", ":"))
 

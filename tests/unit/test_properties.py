@@ -266,3 +266,14 @@ def test_ece_egress_reaches_only_the_vpc_peers_proxy_and_cloud_addresses(
             assert v.action == "reject" and v.rule == last, (
                 f"{case.policy.node} (ece): out {proto} -> {dst}:{port} uid 0: {v.action} by "
                 f"rule {v.rule_index} {v.reason!r}")
+
+
+@given(st.lists(st.text(max_size=12), max_size=8))
+def test_version_digest_writes_string_lists_as_json_does(items: list[str]) -> None:
+    """The policy version hashes a hand-written JSON of the networks (quick for 8000): it must
+    be exactly what json.dumps writes, whatever the strings hold."""
+    import json
+
+    from nodewall.policy import _json_strings
+
+    assert _json_strings(tuple(items)) == json.dumps(items, separators=(",", ":"))
