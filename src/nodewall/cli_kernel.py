@@ -87,13 +87,17 @@ def apply_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto") -
     """Apply the node's policy to this network namespace, atomically; exit 0 only when the
     kernel, read back, holds it."""
     from nodewall.backends.base import BackendError
+    from nodewall.gcpause import collector_paused
 
-    policy = _policy(spec_path, node)
-    chosen = _resolve(_backend(backend))
-    try:
-        result = chosen.apply(policy)
-    except BackendError as exc:
-        _fail(str(exc))
+    # One burst of short-lived work, then the process ends: the cyclic collector waits for the
+    # end instead of scanning the spec, the policy and the table between the steps.
+    with collector_paused():
+        policy = _policy(spec_path, node)
+        chosen = _resolve(_backend(backend))
+        try:
+            result = chosen.apply(policy)
+        except BackendError as exc:
+            _fail(str(exc))
     how = "unchanged" if not result.changed else (
         "set elements updated" if result.incremental else "ruleset updated")
     typer.echo(f"applied policy {result.version} with {result.backend}: {how}; "

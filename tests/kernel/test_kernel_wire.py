@@ -126,9 +126,9 @@ def test_one_entry_is_sent_as_a_delta(nft_node: tuple[str, NftablesBackend],
         sock = backend._socket()
         real = sock.transaction
 
-        def spy(batch: list[nftwire.Message]) -> None:
+        def spy(batch: list[nftwire.Message], generation: int | None = None) -> None:
             sent.append([m.what for m in batch])
-            real(batch)
+            real(batch, generation)
 
         monkeypatch.setattr(sock, "transaction", spy)
         grown = policy(public(ip_filter=[*base, "10.200.0.0/16"]))
@@ -138,3 +138,43 @@ def test_one_entry_is_sent_as_a_delta(nft_node: tuple[str, NftablesBackend],
     assert sent[0][:2] == ["flush chain version", "add 2 element(s) of set clients_v4"], sent
     assert sent[0][2].startswith("rule 1 of chain version: return comment"), sent
     check_kernel_holds(ns, backend, grown)
+
+
+def test_commit_racing_another_is_redone_from_the_kernel(
+        nft_node: tuple[str, NftablesBackend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another tool commits between the backend's look at the generation and its batch: the
+    batch, sent for the old generation, is refused whole (no half-known state), and the change
+    is worked out again from a fresh read of the kernel."""
+    ns, backend = nft_node
+    with entered(ns):
+        backend.apply(policy(public(ip_filter=["10.0.0.0/24"])))
+    real = nftwire.update_batch
+    raced: list[int] = []
+
+    def racing(have: nftwire.Image, plan: nftwire.Plan) -> list[nftwire.Message]:
+        if not raced:
+            sh("nft", "add", "table", "ip", "nwn_racer", ns=ns)  # a foreign commit, meanwhile
+            raced.append(1)
+        return real(have, plan)
+
+    monkeypatch.setattr(nftwire, "update_batch", racing)
+    outcomes: list[str] = []
+    with entered(ns):
+        sock = backend._socket()
+        real_transaction = sock.transaction
+
+        def watched(batch: list[nftwire.Message], generation: int | None = None) -> None:
+            try:
+                real_transaction(batch, generation)
+            except Exception as exc:
+                outcomes.append(type(exc).__name__)
+                raise
+            outcomes.append("committed")
+
+        monkeypatch.setattr(sock, "transaction", watched)
+        grown = policy(public(ip_filter=["10.0.0.0/24", "10.9.0.0/16"]))
+        result = backend.apply(grown)
+    assert raced and result.changed and result.incremental
+    assert outcomes == ["GenerationChanged", "committed"]
+    check_kernel_holds(ns, backend, grown)
+    sh("nft", "delete", "table", "ip", "nwn_racer", ns=ns)

@@ -28,6 +28,7 @@ from nodewall.backends.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, Ne
 
 NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NFNL_BATCH_GENID = 1  # batch-begin attribute: commit only at this ruleset generation
 
 # nf_tables message types (enum nf_tables_msg_types)
 NEWTABLE, GETTABLE, DELTABLE = 0, 1, 2
@@ -40,6 +41,10 @@ GETGEN = 16
 _NFGENMSG = struct.Struct("!BBH")
 _PAYLOAD = netlink.NLMSGHDR.size + _NFGENMSG.size  # where an answer's attributes start
 _BUFFER = 8 << 20  # large enough for a full table's batch and its acks
+
+
+class GenerationChanged(NetlinkError):
+    """A batch sent for one ruleset generation met another: someone committed meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,19 @@ class NfSocket(netlink.Socket):
     def __init__(self) -> None:
         super().__init__(netlink.NETLINK_NETFILTER, buffer=_BUFFER)
 
-    def transaction(self, batch: Sequence[Message]) -> None:
+    def transaction(self, batch: Sequence[Message], generation: int | None = None) -> None:
         """Send `batch` as one transaction; return when the kernel committed it, else raise
-        `NetlinkError` naming the first message refused (nothing was committed)."""
+        `NetlinkError` naming the first message refused (nothing was committed). With
+        `generation`, the kernel commits only if the ruleset is still at that generation, and
+        else refuses the whole batch with `GenerationChanged` (the check and the commit are one
+        step: nobody can commit in between)."""
         if not batch:
             return
         first = self.next_seq(len(batch) + 2)
-        frames = [self.message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST,
-                               _nfgen(socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES), first)[1]]
+        begin = _nfgen(socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES)
+        if generation is not None:
+            begin += netlink.u32(NFNL_BATCH_GENID, generation)
+        frames = [self.message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, begin, first)[1]]
         for i, message in enumerate(batch):
             frames.append(self.message((NFNL_SUBSYS_NFTABLES << 8) | message.kind,
                                        NLM_F_REQUEST | NLM_F_ACK | message.flags,
@@ -88,6 +98,8 @@ class NfSocket(netlink.Socket):
             code, index = netlink.error_code(data), netlink.error_seq(data) - first - 1
             if code == 0:
                 acked.add(index)
+            elif failure is None and index == -1 and code == errno.ERESTART:
+                failure = GenerationChanged(code, -1, "the ruleset changed meanwhile")
             elif failure is None:
                 failure = NetlinkError(code, index if 0 <= index < len(batch) else -1,
                                        netlink.ext_ack(data))

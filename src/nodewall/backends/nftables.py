@@ -28,12 +28,16 @@ deltas for sets that stay, changed chains flushed and refilled, the version rule
 Otherwise (no table, or its hooks edited) one transaction `add table; delete table; table
 inet nodewall {...}` (`nftwire.full_batch`). The kernel validates every message of a batch
 before it commits any (all or nothing); a refused message is reported by its sequence number,
-so the error names the object and the rule line. After the commit: when the generation moved
-by exactly one from a verified state, the kernel holds that state plus this batch, and the
-version chain is read back to confirm; otherwise the whole table is read back and compared with
-the intended image. Any difference raises `BackendError`. Then the conntrack cut
-(`nodewall.backends.conntrack`), skipped when the change only added elements to sets that only
-accept rules use.
+so the error names the object and the rule line. An in-place change from the image this
+object verified is sent for that image's generation (`NFNL_BATCH_GENID`): the kernel commits it
+only if nobody committed meanwhile, the check and the commit being one step, so afterwards the
+kernel holds that image plus this batch, and reading the version chain back confirms it; if
+somebody did commit, the kernel refuses the batch and the change is worked out again from a
+fresh read. Any other commit (a full replacement, a change worked out from a read) is followed
+by a read-back of the whole table, compared with the intended image. Any difference raises
+`BackendError`. Then the conntrack cut (`nodewall.backends.conntrack`), skipped when the change
+only added networks to sets that only accept rules use. The cyclic garbage collector is held off
+during an apply (tens of thousands of element objects are made; `nodewall.gcpause`).
 
 Threads and namespaces. One netlink socket per backend object; it belongs to the network
 namespace of the thread that opened it and is reopened when the calling thread is in another.
@@ -110,7 +114,7 @@ class NftablesBackend:
         with collector_paused():  # elements by the ten thousand (see `nodewall.gcpause`)
             return self._apply(policy)
 
-    def _apply(self, policy: NodePolicy) -> ApplyResult:
+    def _apply(self, policy: NodePolicy, retry: bool = True) -> ApplyResult:
         check_policy(policy)
         sock = self._socket()
         generation = sock.generation()
@@ -125,15 +129,21 @@ class NftablesBackend:
         incremental = have is not None and have.skeleton() == want.skeleton()
         batch = (nftwire.update_batch(have, plan) if have is not None and _updatable(have, want)
                  else nftwire.full_batch(plan))
+        # An increment from the state this object verified is committed only if the kernel is
+        # still at that state's generation; the result is then known without a full read-back.
+        vouched = incremental and last is not None
         try:
-            sock.transaction(batch)
+            sock.transaction(batch, generation if vouched else None)
+        except nl.GenerationChanged:
+            if not retry:
+                raise BackendError("nftables apply failed: the ruleset kept changing under it; "
+                                   "the kernel keeps its previous ruleset") from None
+            return self._apply(policy, retry=False)  # from a fresh read of the kernel
         except netlink.NetlinkError as exc:
             what = batch[exc.index].what if 0 <= exc.index < len(batch) else "the batch"
             raise BackendError(f"nftables apply failed; the kernel keeps its previous ruleset:"
                                f"\n{what}: {exc.strerror}") from exc
-        # the generation vouches for the result only when the state it started from was verified
-        # by this object (a kernel read is trusted for the delta, not for the result)
-        self._verify(sock, plan, generation + 1 if incremental and last is not None else -1)
+        self._verify(sock, plan, generation + 1 if vouched else None)
         from nodewall.backends.conntrack import cut_refused_flows
 
         widens = incremental and _only_widens(have, plan, policy)
@@ -141,16 +151,14 @@ class NftablesBackend:
         return ApplyResult(self.name, policy.version, changed=True, incremental=incremental,
                            flows_cut=cut)
 
-    def _verify(self, sock: nl.NfSocket, plan: Plan, expected_generation: int) -> None:
-        """Confirm the kernel holds `plan`. After an increment from the state this object last
-        verified, when the commit was the only one since (`expected_generation`): by the
-        generation and a read-back of the version chain. Otherwise (-1): a full read-back."""
-        generation = sock.generation()
-        if generation == expected_generation:
-            rules = _version_rules(sock)
-            if rules == plan.image.rules[VERSION_CHAIN]:
-                self._remember(plan.image, generation)
-                return
+    def _verify(self, sock: nl.NfSocket, plan: Plan, generation: int | None) -> None:
+        """Confirm the kernel holds `plan`. After an increment committed at the generation of
+        the state this object verified, the kernel holds that state plus the batch, at the
+        next `generation`: the version chain is read back to confirm. Otherwise (None): the
+        whole table is read back and compared."""
+        if generation is not None and _version_rules(sock) == plan.image.rules[VERSION_CHAIN]:
+            self._remember(plan.image, generation)
+            return
         got = self._read(sock)
         if got != plan.image:
             drift = nftwire.describe_drift(plan.image, got) if got else ["table missing"]
