@@ -23,6 +23,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -322,6 +323,37 @@ def _checksum(data: bytes) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def stray_ack(ns: str, src: str, dst: str, port: int, timeout: float = 0.5) -> str:
+    """A bare TCP ACK from src (IPv4) to dst:port that belongs to no connection: `reset` when a
+    RST comes back (the node's stack saw it), `timeout` when nothing does (dropped on the way;
+    with the namespace's `nf_conntrack_tcp_loose` at 0 such a packet is `ct state invalid`)."""
+    sport = 40000 + secrets.randbelow(20000)
+    seq, ack = secrets.randbits(32), secrets.randbits(32)
+    header = struct.pack("!HHIIBBHHH", sport, port, seq, ack, 5 << 4, 0x10, 1024, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6,
+                                                                         len(header))
+    header = header[:16] + _checksum(pseudo + header).to_bytes(2, "big") + header[18:]
+    with entered(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    try:
+        s.bind((src, 0))
+        s.sendto(header, (dst, 0))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                data, (peer, _) = s.recvfrom(2048)
+            except TimeoutError:
+                break
+            tcp = data[(data[0] & 0x0F) * 4:]
+            fields = struct.unpack("!HH", tcp[:4])
+            if peer == dst and fields == (port, sport) and tcp[13] & 0x04:
+                return "reset"
+        return "timeout"
+    finally:
+        s.close()
 
 
 def ping(ns: str, src: str, dst: str, timeout: float = 1.0, refused: bool = False) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import Node
 from kspecs import BOUNCER_PORT, PG_PORT, PROMETHEUS_PORT, in_vpc, policy, public
-from netns import HOSTS, Listeners, ping, probe, probe_raw, sh
+from netns import HOSTS, Listeners, ping, probe, probe_raw, sh, stray_ack
 
 FAMILIES = (0, 1)  # index into a HOSTS pair: IPv4, IPv6
 
@@ -57,6 +57,23 @@ def test_esp_and_ping(node: Node) -> None:
         assert probe_raw(node.topo.ns("office"), HOSTS["office"][fam], dst) == "refused"
         # rule 3: echo requests from anywhere are answered
         assert ping(node.topo.ns("internet"), HOSTS["internet"][fam], dst) == "open"
+
+
+def test_invalid_flow_state_is_dropped(node: Node) -> None:
+    """Rule 2: a packet conntrack calls invalid is dropped, even from an allowed client: a bare
+    ACK to the open pg port gets no reset. Without nodewall the node's stack answers it with
+    one, so the drop is nodewall's. Strict TCP tracking is set in the node's namespace only."""
+    office, dst = HOSTS["office"][0], HOSTS["node"][0]
+    node.listeners.ensure(tcp={PG_PORT})
+    sh("sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0", ns=node.ns)
+    try:
+        node.apply(policy(public()))
+        assert outcome(node, "office", 0, "tcp", PG_PORT) == "open"  # the port is open to it
+        assert stray_ack(node.topo.ns("office"), office, dst, PG_PORT) == "timeout"
+        node.remove()
+        assert stray_ack(node.topo.ns("office"), office, dst, PG_PORT) == "reset"
+    finally:
+        sh("sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=1", ns=node.ns)
 
 
 def test_loopback_accepted_even_with_empty_ip_filter(node: Node) -> None:
