@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import ne
 
-from nodewall.backends.netlink import attr, u32
+from nodewall.backends.netlink import attr, split_attrs, u32
 from nodewall.backends.nftrender import merge_spans, parse_spans
 
 KEY_SIZE = {4: 4, 6: 16}
@@ -145,6 +145,13 @@ def _send_order(size: int) -> Callable[[bytes], tuple[bytes, int]]:
     return lambda e: (e[12:12 + size], -len(e))
 
 
+def _same_dump(dumped: Elements, built: Elements) -> bool:
+    """True when `dumped` is the kernel's dump of exactly `built` (an interval set comes back
+    in the reverse of the order nft sends it; anything else is compared element-wise)."""
+    return (dumped._dumped is not None and built._ordered is not None
+            and dumped._dumped == b"".join(reversed(built._ordered)))
+
+
 def _digest(elements: Iterable[bytes]) -> int:
     return sum(map(zlib.crc32, elements))
 
@@ -169,28 +176,46 @@ class Change:
 
 
 class Elements:
-    """A set's elements (see the module docstring). Equal when the members are equal; the
-    order-free digest (count and a sum of CRCs) settles most comparisons without a walk."""
+    """A set's elements (see the module docstring). Equal when the members are equal. A set
+    read from the kernel keeps the dump as it came: an interval set is dumped in exactly the
+    reverse of the order nft sends it, so comparing it with a built set is one comparison of
+    bytes; members are cut out of the dump only when something needs them."""
 
     __slots__ = (
+        "_digest",
+        "_dumped",
+        "_members",
         "_ordered",
-        "digest",
         "family",
         "hosts_only",
-        "members",
         "networks",
         "prefixes",
         "spans",
     )
 
-    def __init__(self, family: int, hosts_only: bool, members: set[bytes],
+    def __init__(self, family: int, hosts_only: bool, members: set[bytes] | None,
                  networks: tuple[str, ...] | None = None,
                  spans: list[tuple[int, int]] | None = None,
                  prefixes: list[tuple[int, int]] | None = None) -> None:
-        self.family, self.hosts_only, self.members = family, hosts_only, members
-        self.digest = _digest(members) & _MASK64
+        self.family, self.hosts_only, self._members = family, hosts_only, members
+        self._digest: int | None = None
+        self._dumped: bytes | None = None
         self.networks, self.spans, self.prefixes = networks, spans, prefixes
         self._ordered: list[bytes] | None = None
+
+    @property
+    def members(self) -> set[bytes]:
+        if self._members is None:
+            sizes = element_sizes(KEY_SIZE[self.family])
+            self._members = set(split_attrs(self._dumped or b"", sizes))
+        return self._members
+
+    @property
+    def digest(self) -> int:
+        """Order-free: a sum of the elements' CRCs (for the version rule's record)."""
+        if self._digest is None:
+            self._digest = _digest(self.members) & _MASK64
+        return self._digest
 
     @classmethod
     def build(cls, family: int, hosts_only: bool, networks: tuple[str, ...]) -> Elements:
@@ -216,15 +241,19 @@ class Elements:
         """Elements as read from the kernel (nothing known of their networks)."""
         return cls(family, hosts_only, set(members))
 
+    @classmethod
+    def from_dump(cls, family: int, hosts_only: bool, dumped: bytes) -> Elements:
+        """Elements as the kernel dumped them: the element list attributes, back to back."""
+        read = cls(family, hosts_only, None)
+        read._dumped = dumped
+        return read
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Elements):
             return NotImplemented
-        return self is other or (len(self.members) == len(other.members)
-                                 and self.digest == other.digest
-                                 and self.members == other.members)
-
-    def __hash__(self) -> int:
-        return hash((len(self.members), self.digest))
+        if self is other or _same_dump(self, other) or _same_dump(other, self):
+            return True
+        return len(self.members) == len(other.members) and self.members == other.members
 
     def __len__(self) -> int:
         return len(self.members)
@@ -301,16 +330,18 @@ class Elements:
             delta = self._relink(spans, [*change.gone, *change.new], size)
         delta.networks_removed, delta.networks_added = len(change.gone), len(change.new)
         members = self.members
+        digest = self.digest
         members.difference_update(delta.removed)
         members.update(delta.added)
         result = Elements.__new__(Elements)
-        result.family, result.hosts_only, result.members = self.family, self.hosts_only, members
-        result.digest = (self.digest - _digest(delta.removed) + _digest(delta.added)) & _MASK64
+        result.family, result.hosts_only, result._members = self.family, self.hosts_only, members
+        result._digest = (digest - _digest(delta.removed) + _digest(delta.added)) & _MASK64
+        result._dumped = None
         result.networks, result.spans, result.prefixes = change.networks, spans, self.prefixes
         result._ordered = None
-        self.members, self.spans, self.prefixes, self.networks = set(), None, None, None
+        self._members, self.spans, self.prefixes, self.networks = set(), None, None, None
         self._ordered = None
-        self.digest = -1
+        self._digest = -1
         return result, delta
 
     def _relink(self, spans: list[tuple[int, int]], changed: Sequence[tuple[int, int]],

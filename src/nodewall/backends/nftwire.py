@@ -364,15 +364,16 @@ def read_image(sock: nl.NfSocket) -> Image | None:
         name = netlink.text(a[2])
         set_header = (netlink.be32(a[3]) if 3 in a else 0, netlink.be32(a[4]), netlink.be32(a[5]),
                       a.get(13, b""))
-        keys = read_elements(sock, name, netlink.be32(a[5]))
+        dumped = read_elements(sock, name)
         if name.startswith("__set"):
             kind = ANON_BY_TYPE.get((set_header[1], set_header[3]), f"?{set_header[1]}")
+            keys = netlink.split_attrs(dumped, element_sizes(netlink.be32(a[5])))
             anon[name] = Anon(kind, tuple(_key(e) for e in keys))
         else:
             image.sets[name] = set_header
             family = 6 if set_header[2] == 16 else 4
-            image.elements[name] = Elements.read(family, not set_header[0] & _SET_INTERVAL,
-                                                 keys)
+            image.elements[name] = Elements.from_dump(family,
+                                                      not set_header[0] & _SET_INTERVAL, dumped)
     for payload in sock.request(nl.GETCHAIN, NFPROTO_INET, _t(), dump=True):
         a = netlink.parse_attrs(payload)
         header: tuple[int, ...] = ()
@@ -398,16 +399,16 @@ def read_image(sock: nl.NfSocket) -> Image | None:
     return image
 
 
-def read_elements(sock: nl.NfSocket, name: str, key_size: int = 0) -> list[bytes]:
-    """A set's elements as whole list items (see `nftsets`)."""
+def read_elements(sock: nl.NfSocket, name: str) -> bytes:
+    """A set's elements as the kernel dumps them: whole list items (see `nftsets`), back to
+    back, in the kernel's order."""
     body = _t() + string(2, name)
-    sizes = element_sizes(key_size)
-    out: list[bytes] = []
+    parts = []
     for payload in sock.request(nl.GETSETELEM, NFPROTO_INET, body, dump=True):
         listed = netlink.parse_attrs(payload).get(3)
         if listed:
-            out += netlink.split_attrs(listed, sizes)
-    return out
+            parts.append(listed)
+    return b"".join(parts)
 
 
 def _key(elem: bytes) -> bytes:
