@@ -82,10 +82,16 @@ def test_in_place_changes_hold_the_rendered_table(nft_node: tuple[str, NftablesB
                                                   steps: list[list[str]]) -> None:
     ns, backend = nft_node
     for ip_filter in steps:
-        compiled = policy(public(ip_filter=ip_filter, enable_ipv6=True))
-        with entered(ns):
-            backend.apply(compiled)
-        check_kernel_holds(ns, backend, compiled)
+        apply_and_check(ns, backend, backend, ip_filter)
+
+
+def apply_and_check(ns: str, backend: NftablesBackend, applier: NftablesBackend,
+                    ip_filter: list[str]) -> None:
+    """`applier` applies the policy with this ip_filter; the kernel must then hold it."""
+    compiled = policy(public(ip_filter=ip_filter, enable_ipv6=True))
+    with entered(ns):
+        applier.apply(compiled)
+    check_kernel_holds(ns, backend, compiled)
 
 
 @pytest.mark.parametrize("steps", [
@@ -103,15 +109,9 @@ def test_hard_interval_changes(nft_node: tuple[str, NftablesBackend],
     fresh backend that reads the kernel."""
     ns, backend = nft_node
     for ip_filter in steps:
-        compiled = policy(public(ip_filter=ip_filter, enable_ipv6=True))
-        with entered(ns):
-            backend.apply(compiled)
-        check_kernel_holds(ns, backend, compiled)
+        apply_and_check(ns, backend, backend, ip_filter)
     for ip_filter in reversed(steps):
-        compiled = policy(public(ip_filter=ip_filter, enable_ipv6=True))
-        with entered(ns):
-            NftablesBackend().apply(compiled)
-        check_kernel_holds(ns, backend, compiled)
+        apply_and_check(ns, backend, NftablesBackend(), ip_filter)
 
 
 def test_one_entry_is_sent_as_a_delta(nft_node: tuple[str, NftablesBackend],
