@@ -237,11 +237,6 @@ class Elements:
         return built
 
     @classmethod
-    def read(cls, family: int, hosts_only: bool, members: Iterable[bytes]) -> Elements:
-        """Elements as read from the kernel (nothing known of their networks)."""
-        return cls(family, hosts_only, set(members))
-
-    @classmethod
     def from_dump(cls, family: int, hosts_only: bool, dumped: bytes) -> Elements:
         """Elements as the kernel dumped them: the element list attributes, back to back."""
         read = cls(family, hosts_only, None)
