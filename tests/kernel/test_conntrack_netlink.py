@@ -210,7 +210,7 @@ def test_delete_is_by_entry_id(node: Node) -> None:
     office = HOSTS["office"][0]
     with (closing([tcp(node, "office", 0)]), entered(node.ns),
           netlink.Socket(netlink.NETLINK_NETFILTER) as nl):
-        dump = nl.dump(conntrack._CT | conntrack.IPCTNL_MSG_CT_GET, bytes(4))
+        dump = nl.ask(conntrack._CT | conntrack.IPCTNL_MSG_CT_GET, bytes(4), dump=True)
         (entry,) = [conntrack.parse_entry(m) for m in dump
                     if (f := conntrack.parse_flow(m)) is not None and f.src == office]
         assert entry is not None and entry.ct_id is not None

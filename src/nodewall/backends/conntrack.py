@@ -128,7 +128,7 @@ def cut_refused_flows(policy: NodePolicy) -> int:
     if entry_count(nl) == 0:
         return 0
     groups: dict[bytes, list[bytes]] = {}
-    for msg in nl.dump(_CT | IPCTNL_MSG_CT_GET, bytes(4)):  # nfgenmsg: AF_UNSPEC, v0
+    for msg in nl.ask(_CT | IPCTNL_MSG_CT_GET, bytes(4), dump=True):  # nfgenmsg: AF_UNSPEC, v0
         key = verdict_key(msg)
         if key is not None:
             groups.setdefault(key, []).append(msg)
@@ -219,7 +219,8 @@ def entry_count(nl: netlink.Socket) -> int | None:
 def list_flows() -> list[Flow]:
     """Every conntrack entry of the calling thread's namespace, both families."""
     with netlink.Socket(netlink.NETLINK_NETFILTER) as nl:
-        flows = (parse_flow(msg) for msg in nl.dump(_CT | IPCTNL_MSG_CT_GET, bytes(4)))
+        flows = (parse_flow(msg) for msg in nl.ask(_CT | IPCTNL_MSG_CT_GET, bytes(4),
+                                                      dump=True))
         return [flow for flow in flows if flow is not None]
 
 
@@ -367,7 +368,8 @@ def local_addresses() -> set[str]:
     families), as socket.inet_ntop writes them."""
     found = set()
     with netlink.Socket(netlink.NETLINK_ROUTE) as rt:
-        for msg in rt.dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+        for msg in rt.ask(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
+                          dump=True):
             af = msg[_NLMSGHDR.size]
             if _NLMSGHDR.unpack_from(msg)[1] != RTM_NEWADDR or af not in _FAMILIES:
                 continue

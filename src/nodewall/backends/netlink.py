@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 
 NETLINK_ROUTE, NETLINK_NETFILTER = 0, 12
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLM_F_DUMP = 0x300
 NLM_F_CREATE = 0x400
 NLA_F_NESTED = 0x8000
@@ -104,22 +104,9 @@ class Socket:
         finally:
             self.sock.settimeout(_TIMEOUT)
 
-    def dump(self, msgtype: int, payload: bytes) -> Iterator[bytes]:
-        """Send a dump request; yield each answer (header included) until the dump is done."""
-        seq, msg = self.message(msgtype, NLM_F_REQUEST | NLM_F_DUMP, payload)
-        self.sock.sendall(msg)
-        for rtype, rseq, data in self.replies():
-            if rseq != seq:
-                continue
-            if rtype == NLMSG_DONE:
-                return
-            if rtype == NLMSG_ERROR:
-                raise NetlinkError(error_code(data), detail=ext_ack(data))
-            yield data
-
     def ask(self, msgtype: int, payload: bytes, *, dump: bool = False) -> list[bytes]:
-        """The answers (header included) to one acknowledged request, or to a dump; [] when
-        the kernel says there is no such object (ENOENT)."""
+        """The answers (header included) to one acknowledged request, or to a dump (all of
+        it); [] when the kernel says there is no such object (ENOENT)."""
         flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_DUMP if dump else 0)
         seq, msg = self.message(msgtype, flags, payload)
         self.sock.sendall(msg)

@@ -96,6 +96,8 @@ class NfSocket(netlink.Socket):
             if kind != netlink.NLMSG_ERROR:
                 continue
             code, index = netlink.error_code(data), netlink.error_seq(data) - first - 1
+            if not -1 <= index < len(batch):
+                continue  # a late answer to an earlier request on this socket
             if code == 0:
                 acked.add(index)
             elif failure is None and index == -1 and code == errno.ERESTART:
@@ -105,7 +107,7 @@ class NfSocket(netlink.Socket):
                                        netlink.ext_ack(data))
         if failure is not None:
             raise failure
-        if len(acked) != len(batch):
+        if len(acked - {-1}) != len(batch):
             raise NetlinkError(errno.EPROTO, -1, f"{len(acked)} of {len(batch)} messages "
                                "acknowledged")
 

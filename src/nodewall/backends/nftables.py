@@ -55,12 +55,12 @@ import re
 from nodewall.backends import netlink, nftwire
 from nodewall.backends import nfnetlink as nl
 from nodewall.backends.base import ApplyResult, BackendError, Status
-from nodewall.backends.nftrender import CHAINS, VERSION_CHAIN, comment, render_text, rule_lines
+from nodewall.backends.nftrender import CHAINS, VERSION_CHAIN, comment, render_text
 from nodewall.backends.nftwire import Image, Plan
 from nodewall.gcpause import collector_paused
 from nodewall.policy import NodePolicy, check_policy
 
-__all__ = ["NftablesBackend", "comment", "render", "rule_lines"]
+__all__ = ["NftablesBackend", "comment", "render"]
 
 _VERSION_RE = re.compile(r"^nodewall v=(?P<version>[0-9a-f]+) (?P<digests>.*)$")
 

@@ -113,7 +113,6 @@ class Plan:
     """A policy in wire form: its image, and per rule line the parts to send."""
 
     image: Image
-    version: str
     rule_parts: dict[str, list[RuleLine]]  # chain -> its rule lines, in order
     deltas: dict[str, Delta] | None = None  # when built from the last image: what changed
 
@@ -174,7 +173,7 @@ def build(policy: NodePolicy, last: Image | None = None) -> Plan:
                             f'return comment "{marker}"')
     plan_rules[VERSION_CHAIN] = [version_rule]
     image.rules[VERSION_CHAIN] = [_rule_image(version_rule.parts, version_rule.udata)]
-    return Plan(image, policy.version, plan_rules, deltas)
+    return Plan(image, plan_rules, deltas)
 
 
 def version_text(version: str, image: Image) -> str:
