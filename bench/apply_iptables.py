@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nodewall.backends import ipset, xtables
 from nodewall.backends.iptables import FAMILIES, IptablesBackend, render
-from nodewall.compiler import compile_node
-from nodewall.policy import AddressSet, NodePolicy, SetElement
-from nodewall.spec import parse_spec
+from nodewall.compiler.node import compile_node
+from nodewall.policy.model import AddressSet, NodePolicy, SetElement
+from nodewall.spec.load import parse_spec
 from specgen import big_spec
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -42,9 +42,9 @@ from netns import entered  # noqa: E402
 
 from nodewall.backends import nfnetlink, nftwire  # noqa: E402
 from nodewall.backends.nftables import NftablesBackend, render  # noqa: E402
-from nodewall.compiler import compile_node  # noqa: E402
+from nodewall.compiler.node import compile_node  # noqa: E402
 from nodewall.gcpause import collector_paused  # noqa: E402
-from nodewall.spec import load_spec  # noqa: E402
+from nodewall.spec.load import load_spec  # noqa: E402
 from specgen import big_spec  # noqa: E402
 
 NODE = "big-0"

@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nodewall.compiler import compile_node
-from nodewall.spec import load_spec, parse_spec
+from nodewall.compiler.node import compile_node
+from nodewall.spec.load import load_spec, parse_spec
 from specgen import big_spec
 
 ROOT = Path(__file__).resolve().parent.parent

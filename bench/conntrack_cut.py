@@ -40,7 +40,7 @@ from kspecs import PG_PORT, policy, public  # noqa: E402
 from netns import entered  # noqa: E402
 
 from nodewall.backends.conntrack import cut_refused_flows  # noqa: E402
-from nodewall.policy import NodePolicy  # noqa: E402
+from nodewall.policy.model import NodePolicy  # noqa: E402
 
 #: The last commit whose conntrack cut ran the conntrack and ip tools.
 LEGACY_COMMIT = "9145531211a588ee7bb789cddf1f4e7d11f46f44"

@@ -1,3 +1,3 @@
-from nodewall.entry import main
+from nodewall.cli.main import main
 
 main()

@@ -76,7 +76,7 @@ def version(c: httpx.Client, node: str) -> str:
 
 
 def networks(c: httpx.Client, node: str) -> set[str]:
-    from nodewall.policy import NodePolicy
+    from nodewall.policy.model import NodePolicy
 
     policy = NodePolicy.from_dict(ok(c.get(f"/v1/node/{node}/policy"))["policy"])
     return {n for s in policy.sets for n in s.networks}

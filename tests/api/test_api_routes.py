@@ -8,7 +8,7 @@ from typing import Any
 from seed import networks, ok, seed, version
 from serverproc import ServerProc
 
-from nodewall.policy import NodePolicy
+from nodewall.policy.model import NodePolicy
 
 
 def test_a_project_end_to_end(server: ServerProc, project: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 from netns import HOSTS, Listeners, Topology, entered, kernel_ready, sh
 
 from nodewall.backends.base import ApplyResult, Backend, Status
-from nodewall.policy import NodePolicy, Rule
+from nodewall.policy.model import NodePolicy, Rule
 
 #: Every backend must pass this same suite.
 BACKENDS = ["nftables", "iptables"]

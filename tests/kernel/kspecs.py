@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from nodewall.compiler import compile_node
-from nodewall.policy import NodePolicy
-from nodewall.spec import parse_spec
+from nodewall.compiler.node import compile_node
+from nodewall.policy.model import NodePolicy
+from nodewall.spec.load import parse_spec
 
 NODE = "pg-prod-1"
 PG_PORT, BOUNCER_PORT, PROMETHEUS_PORT = 14017, 14018, 9273

@@ -34,10 +34,10 @@ import pytest
 from nodewall.backends import xtables
 from nodewall.backends.base import BackendError
 from nodewall.backends.iptables import IptablesBackend
-from nodewall.compiler import compile_node
-from nodewall.evaluator import Packet, evaluate
-from nodewall.policy import NodePolicy, SetElement
-from nodewall.spec import parse_spec
+from nodewall.compiler.node import compile_node
+from nodewall.policy.evaluator import Packet, evaluate
+from nodewall.policy.model import NodePolicy, SetElement
+from nodewall.spec.load import parse_spec
 
 pytestmark = pytest.mark.kernel
 

@@ -36,8 +36,8 @@ from hypothesis import strategies as st
 from netns import HOSTS, Listeners, Topology, ping, probe, probe_raw
 
 from nodewall.errors import SpecError
-from nodewall.evaluator import Packet, Verdict, evaluate
-from nodewall.policy import NodePolicy
+from nodewall.policy.evaluator import Packet, Verdict, evaluate
+from nodewall.policy.model import NodePolicy
 
 V4_NETS = ["0.0.0.0/0", "10.62.0.0/16", "10.62.3.0/24", "10.63.0.5/32", "172.16.5.0/24",
            "10.64.0.0/30", "10.20.0.0/24", "192.168.77.0/25"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from nodewall.backends.nftables import comment, render
-from nodewall.compiler import compile_node
-from nodewall.spec import load_spec, parse_spec
+from nodewall.compiler.node import compile_node
+from nodewall.spec.load import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"

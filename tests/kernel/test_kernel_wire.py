@@ -18,9 +18,9 @@ from netns import Topology, entered, sh
 
 from nodewall.backends import nftwire
 from nodewall.backends.nftables import NftablesBackend, render
-from nodewall.compiler import compile_node
-from nodewall.policy import NodePolicy
-from nodewall.spec import load_spec
+from nodewall.compiler.node import compile_node
+from nodewall.policy.model import NodePolicy
+from nodewall.spec.load import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_NODES = [(path.name, node["name"]) for path in sorted((ROOT / "examples").glob("*.yaml"))

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData, select
 
-from nodewall.compiler import compile_node
+from nodewall.compiler.node import compile_node
 from nodewall.server import ops, schemas
 from nodewall.server.control import Control
 from nodewall.server.errors import ApiError
 from nodewall.server.hub import PolicyHub
 from nodewall.server.state import get_project, project_doc
-from nodewall.spec import parse_spec
+from nodewall.spec.load import parse_spec
 from nodewall.store import Store
 from nodewall.store.models import NodePolicyRow, ProjectRow, ServicePortRow
 

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nodewall.compiler import compile_node
-from nodewall.evaluator import Packet, Verdict, evaluate
-from nodewall.policy import CtState, Direction, Interface, NodePolicy, Protocol
-from nodewall.spec import parse_spec
+from nodewall.compiler.node import compile_node
+from nodewall.policy.evaluator import Packet, Verdict, evaluate
+from nodewall.policy.model import CtState, Direction, Interface, NodePolicy, Protocol
+from nodewall.spec.load import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 NODEWALL = REPO / ".venv" / "bin" / "nodewall"

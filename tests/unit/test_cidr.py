@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodewall import cidr
+from nodewall.net import cidr
 
 from .helpers import (
     compiled,

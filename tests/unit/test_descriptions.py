@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from nodewall.cli import app
+from nodewall.cli.app import app
 
 from .helpers import compiled, run_nodewall, service_doc, spec_doc
 

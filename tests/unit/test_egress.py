@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from nodewall.policy import NodePolicy
+from nodewall.policy.model import NodePolicy
 
 from .helpers import (
     INTERNET_V4,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nodewall.cli import app
+from nodewall.cli.app import app
 
 from .helpers import EXAMPLES
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from nodewall.policy import NodePolicy, Protocol, check_policy
+from nodewall.policy.model import NodePolicy, Protocol, check_policy
 
 from .helpers import (
     INTERNET_V4,
@@ -295,8 +295,8 @@ def test_disabled_component_port_is_closed_even_to_peers() -> None:
                                 user_config={"kafka_rest": False})], base_port=20000)
     policy = compiled(doc, "k-1")
     assert not has_component(policy, "kafka_rest"), policy.components
-    from nodewall.compiler import service_ports
-    from nodewall.spec import parse_spec
+    from nodewall.compiler.node import service_ports
+    from nodewall.spec.load import parse_spec
 
     spec = parse_spec(doc)
     rest_port = service_ports(spec, spec.service("k"))["kafka_rest"]
@@ -627,7 +627,7 @@ def test_explain_cli_gives_the_verdict_and_the_deciding_reason(tmp_path: Any) ->
 
     from typer.testing import CliRunner
 
-    from nodewall.cli import app
+    from nodewall.cli.app import app
 
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(pg_doc()))

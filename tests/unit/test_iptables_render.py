@@ -17,7 +17,7 @@ from nodewall.backends.iptables import (
     restore_text,
     rule_lines,
 )
-from nodewall.policy import AddressSet, NodePolicy, Rule, SetElement
+from nodewall.policy.model import AddressSet, NodePolicy, Rule, SetElement
 
 NAMES = {"clients_v4": "nodewall-clients_v4", "peers_v6": "nodewall-peers_v6-b"}
 

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nodewall import catalogue
-from nodewall.compiler import service_ports
+from nodewall.catalogue.ports import PORT_MAX, PORT_MIN, allocate_ports
+from nodewall.compiler.node import service_ports
 from nodewall.errors import SpecError
-from nodewall.ports import PORT_MAX, PORT_MIN, allocate_ports
-from nodewall.spec import parse_spec
+from nodewall.spec.load import parse_spec
 
 from .helpers import compiled, port_of, run_nodewall, service_doc, spec_doc
 

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 import strategies
 from nodewall import catalogue
-from nodewall.compiler import compile_node, enabled_components, service_ports
-from nodewall.evaluator import Packet, Verdict, evaluate
-from nodewall.policy import NodePolicy, check_policy
-from nodewall.spec import DeploymentSpec, ServiceSpec, parse_spec
+from nodewall.compiler.node import compile_node, enabled_components, service_ports
+from nodewall.policy.evaluator import Packet, Verdict, evaluate
+from nodewall.policy.model import NodePolicy, check_policy
+from nodewall.spec.load import parse_spec
+from nodewall.spec.model import DeploymentSpec, ServiceSpec
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -274,6 +275,6 @@ def test_version_digest_writes_string_lists_as_json_does(items: list[str]) -> No
     be exactly what json.dumps writes, whatever the strings hold."""
     import json
 
-    from nodewall.policy import _json_strings
+    from nodewall.policy.model import _json_strings
 
     assert _json_strings(tuple(items)) == json.dumps(items, separators=(",", ":"))

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from nodewall.cli import app
+from nodewall.cli.app import app
 from nodewall.errors import SpecError
-from nodewall.spec import parse_spec
+from nodewall.spec.load import parse_spec
 
 from .helpers import EXAMPLES, run_nodewall, service_doc, spec_doc
 

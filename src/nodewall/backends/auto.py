@@ -16,7 +16,7 @@ import subprocess
 
 from nodewall.backends import xtables
 from nodewall.backends.base import ApplyResult, Backend, BackendError, Status
-from nodewall.policy import NodePolicy
+from nodewall.policy.model import NodePolicy
 
 log = logging.getLogger(__name__)
 

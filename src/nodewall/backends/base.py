@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from nodewall.policy import NodePolicy
+from nodewall.policy.model import NodePolicy
 
 
 class BackendError(RuntimeError):

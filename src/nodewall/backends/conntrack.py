@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from nodewall.backends import netlink
-from nodewall.evaluator import Packet, evaluate
-from nodewall.policy import ICMP_TYPES, NodePolicy, Protocol
+from nodewall.policy.evaluator import Packet, evaluate
+from nodewall.policy.model import ICMP_TYPES, NodePolicy, Protocol
 
 _NLATTR, _NLMSGHDR = netlink.NLATTR, netlink.NLMSGHDR
 _HEAD = _NLMSGHDR.size + 4  # netlink header + nfgenmsg: where ctnetlink attributes start

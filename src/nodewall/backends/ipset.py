@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from nodewall.backends import xtables
 from nodewall.backends.base import BackendError
-from nodewall.policy import AddressSet
+from nodewall.policy.model import AddressSet
 
 PREFIX = "nodewall-"
 _IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"

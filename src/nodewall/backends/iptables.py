@@ -67,7 +67,7 @@ from dataclasses import dataclass
 from nodewall.backends import ipset, xtables
 from nodewall.backends.base import ApplyResult, BackendError, Status
 from nodewall.backends.xtables import FamilyNum, FilterTable, Variant
-from nodewall.policy import ICMP_TYPES, NodePolicy, Rule, check_policy
+from nodewall.policy.model import ICMP_TYPES, NodePolicy, Rule, check_policy
 
 CHAIN = {"in": "NODEWALL-INPUT", "out": "NODEWALL-OUTPUT"}
 HOOK = {"NODEWALL-INPUT": "INPUT", "NODEWALL-OUTPUT": "OUTPUT"}

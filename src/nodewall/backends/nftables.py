@@ -58,7 +58,7 @@ from nodewall.backends.base import ApplyResult, BackendError, Status
 from nodewall.backends.nftrender import CHAINS, VERSION_CHAIN, comment, render_text
 from nodewall.backends.nftwire import Image, Plan
 from nodewall.gcpause import collector_paused
-from nodewall.policy import NodePolicy, check_policy
+from nodewall.policy.model import NodePolicy, check_policy
 
 __all__ = ["NftablesBackend", "comment", "render"]
 

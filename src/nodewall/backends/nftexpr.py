@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from nodewall.backends.netlink import attr, string, u32
 from nodewall.backends.nftrender import COMMENT_MAX, comment
-from nodewall.policy import ICMP_TYPES, Rule
+from nodewall.policy.model import ICMP_TYPES, Rule
 
 ADDR = {4: (7, 4), 6: (8, 16)}  # family -> (nft datatype ipv4_addr / ipv6_addr, key length)
 

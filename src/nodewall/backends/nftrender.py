@@ -22,7 +22,7 @@ import socket
 import sys
 from collections.abc import Iterable, Sequence
 
-from nodewall.policy import ICMP_TYPES, NodePolicy, Rule
+from nodewall.policy.model import ICMP_TYPES, NodePolicy, Rule
 
 FAMILY = "inet"
 TABLE = "nodewall"

@@ -49,7 +49,7 @@ from nodewall.backends.nftsets import (
     element_sizes,
     unit_delta,
 )
-from nodewall.policy import NodePolicy, Rule
+from nodewall.policy.model import NodePolicy, Rule
 
 NFPROTO_INET = 1
 TABLE_COMMENT = "managed by nodewall: do not edit"

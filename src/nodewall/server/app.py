@@ -32,7 +32,7 @@ from nodewall.server.hub import Answer, PolicyHub
 from nodewall.server.middleware import MetricsMiddleware
 from nodewall.server.state import get_project, get_service
 from nodewall.server.views import service_view, vpc_view
-from nodewall.spec import NAME_PATTERN
+from nodewall.spec.model import NAME_PATTERN
 from nodewall.store import Store
 from nodewall.store.models import ServiceRow, VpcRow
 

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from nodewall.catalogue.ports import allocate_ports
 from nodewall.errors import SpecError
-from nodewall.ports import allocate_ports
 from nodewall.server import policies, schemas
 from nodewall.server.errors import (
     INTEGRATION_FIELDS,
@@ -37,7 +37,8 @@ from nodewall.server.state import (
     project_doc,
 )
 from nodewall.server.views import node_view, service_view, vpc_view
-from nodewall.spec import DeploymentSpec, parse_spec, validate_user_config
+from nodewall.spec.load import parse_spec, validate_user_config
+from nodewall.spec.model import DeploymentSpec
 from nodewall.store.models import (
     IntegrationRow,
     NodePolicyRow,

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from nodewall.server import metrics
-from nodewall.spec import DeploymentSpec
+from nodewall.spec.model import DeploymentSpec
 from nodewall.store.models import NodePolicyRow
 
 
@@ -45,7 +45,7 @@ def node_change_scope(spec: DeploymentSpec, service: str) -> set[str]:
 
 def refresh(session: Session, spec: DeploymentSpec, nodes: Iterable[str]) -> list[str]:
     """Compile `nodes` from `spec`, store what changed; return the nodes whose row changed."""
-    from nodewall.compiler import compile_node
+    from nodewall.compiler.node import compile_node
 
     names = sorted(set(nodes) & set(spec.node_names))
     if not names:

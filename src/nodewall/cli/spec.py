@@ -1,78 +1,36 @@
-"""The `nodewall` command line: validate, plan, explain and schema here; the kernel commands
-(render, apply, status, remove) and the platform commands (server, token, project, ...) are
-registered from their own modules.
+"""The spec commands of `nodewall`: validate, plan, explain and schema.
 
-Commands import what they need inside their bodies, so `nodewall validate` starts fast. Bad
-input exits 2 with every error on its own line, each with its path; nothing is changed.
+Each reads a deployment spec, compiles what it needs and prints; none touches a kernel or a
+server. Commands import the spec model and compiler inside their bodies, so the app stays cheap
+to build. Bad input exits 2 with every error on its own line, each with its path.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from nodewall.errors import SpecError
-    from nodewall.spec import DeploymentSpec
-
-app = typer.Typer(
-    name="nodewall",
-    help="Host firewalls for fleets of managed database nodes: spec -> policy -> kernel.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from nodewall.cli.common import (
+    FormatOpt,
+    NodeOpt,
+    SpecArg,
+    check_format,
+    check_node,
+    fail_input,
+    fail_usage,
+    load,
 )
 
-SpecArg = Annotated[Path, typer.Argument(help="Deployment spec, YAML or JSON.", show_default=False)]
-NodeOpt = Annotated[str, typer.Option("--node", "-n", help="Node name.")]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="text or json.")]
 
-
-def fail_input(error: SpecError) -> NoReturn:
-    """Report invalid input (every error, one per line) and exit 2."""
-    for line in error.lines():
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
-
-
-def fail_usage(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def load(path: Path) -> DeploymentSpec:
-    from nodewall.errors import SpecError
-    from nodewall.spec import load_spec
-
-    try:
-        return load_spec(path)
-    except SpecError as exc:
-        fail_input(exc)
-
-
-def check_node(spec: DeploymentSpec, node: str) -> None:
-    if node not in spec.node_names:
-        known = ", ".join(spec.node_names) or "none"
-        fail_usage(f"--node: unknown node {node!r} (nodes: {known})")
-
-
-def check_format(fmt: str) -> None:
-    if fmt not in ("text", "json"):
-        fail_usage(f"--format: {fmt!r} is not one of text, json")
-
-
-@app.command()
 def validate(spec_path: SpecArg) -> None:
     """Check a spec: exit 0, or exit 2 with every error and its path."""
-    from nodewall.entry import run_validate
+    from nodewall.cli.validate import run_validate
 
     raise typer.Exit(run_validate(spec_path))
 
 
-@app.command()
 def plan(
     spec_path: SpecArg,
     node: Annotated[str | None, typer.Option("--node", "-n", help="One node (default: all).")]
@@ -82,8 +40,8 @@ def plan(
     """Show a node's policy: open ports with their sources, every rule with its reason."""
     check_format(fmt)
     spec = load(spec_path)
-    from nodewall.compiler import compile_node
-    from nodewall.planview import plan_json, print_plan
+    from nodewall.cli.planview import plan_json, print_plan
+    from nodewall.compiler.node import compile_node
 
     if node is not None:
         check_node(spec, node)
@@ -100,7 +58,6 @@ def plan(
         print_plan(console, policy, spec)
 
 
-@app.command()
 def explain(
     spec_path: SpecArg,
     node: NodeOpt,
@@ -143,9 +100,9 @@ def explain(
         from nodewall.errors import SpecError
 
         fail_input(SpecError([("", p) for p in problems]))
-    from nodewall.compiler import compile_node
-    from nodewall.evaluator import Packet, evaluate
-    from nodewall.planview import explain_json
+    from nodewall.cli.planview import explain_json
+    from nodewall.compiler.node import compile_node
+    from nodewall.policy.evaluator import Packet, evaluate
 
     _, node_spec = spec.node(node)
     family = addresses["--src"].version
@@ -162,26 +119,20 @@ def explain(
     if fmt == "json":
         typer.echo(json.dumps(explain_json(verdict), indent=2))
         return
-    from nodewall.planview import describe_match
+    from nodewall.cli.planview import describe_match
 
     typer.echo(f"{verdict.action}: {verdict.reason}")
     typer.echo(f"  rule {verdict.rule_index}: {describe_match(verdict.rule)}")
 
 
-@app.command()
 def schema() -> None:
     """Print the JSON Schema of the deployment spec, for editors."""
-    from nodewall.spec import DeploymentSpec
+    from nodewall.spec.model import DeploymentSpec
 
     typer.echo(json.dumps(DeploymentSpec.model_json_schema(), indent=2))
 
 
-def _register_command_groups() -> None:
-    """Add the commands that live in their own modules (each imports its heavy parts lazily)."""
-    from nodewall import cli_kernel, cli_platform
-
-    cli_kernel.register(app)
-    cli_platform.register(app)
-
-
-_register_command_groups()
+def register(app: typer.Typer) -> None:
+    """Add validate, plan, explain and schema to the `nodewall` app."""
+    for command in (validate, plan, explain, schema):
+        app.command()(command)

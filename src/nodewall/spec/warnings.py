@@ -6,8 +6,9 @@ empty allow-list. Kept apart from the compiler so `nodewall validate` stays ligh
 
 from __future__ import annotations
 
-from nodewall import catalogue, cidr
-from nodewall.spec import DeploymentSpec, ServiceSpec
+from nodewall import catalogue
+from nodewall.net import cidr
+from nodewall.spec.model import DeploymentSpec, ServiceSpec
 
 
 def ipv6_clients(service: ServiceSpec) -> bool:

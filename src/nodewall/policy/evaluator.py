@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from nodewall.policy import (
+from nodewall.policy.model import (
     ICMP_TYPES,
     Action,
     CtState,

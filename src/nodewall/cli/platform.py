@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from nodewall.cli.common import fail
 
 if TYPE_CHECKING:
     import httpx
@@ -42,12 +44,6 @@ DatabaseOpt = Annotated[str | None, typer.Option(
 
 # --- talking to the API --------------------------------------------------------------------
 
-def _die(code: int, lines: list[str]) -> NoReturn:
-    for line in lines:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(code)
-
-
 def _token(token: str | None, token_file: Path | None) -> str:
     if token:
         return token
@@ -55,8 +51,8 @@ def _token(token: str | None, token_file: Path | None) -> str:
         try:
             return token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            _die(2, [f"--token-file: cannot read {token_file}: {exc.strerror}"])
-    _die(2, ["no token: give --token-file, --token or NODEWALL_TOKEN"])
+            fail(2, f"--token-file: cannot read {token_file}: {exc.strerror}")
+    fail(2, "no token: give --token-file, --token or NODEWALL_TOKEN")
 
 
 class Api:
@@ -75,13 +71,13 @@ class Api:
         try:
             response = self._client.request(method, path, json=body)
         except httpx.HTTPError as exc:
-            _die(1, [f"cannot reach the control plane: {type(exc).__name__}: {exc}"])
+            fail(1, f"cannot reach the control plane: {type(exc).__name__}: {exc}")
         if response.status_code >= 400:
             try:
                 messages = [e["message"] for e in response.json()["errors"]]
             except (ValueError, KeyError, TypeError):
                 messages = [f"HTTP {response.status_code}"]
-            _die(2 if response.status_code == 400 else 1, messages)
+            fail(2 if response.status_code == 400 else 1, *messages)
         return response.json()
 
 
@@ -101,7 +97,7 @@ def parse_config_edits(edits: list[str]) -> list[tuple[list[str], Any]]:
     for edit in edits:
         key, sep, raw = edit.partition("=")
         if not sep or not key:
-            _die(2, [f"-c {edit!r}: expected KEY=VALUE"])
+            fail(2, f"-c {edit!r}: expected KEY=VALUE")
         try:
             value: Any = json.loads(raw)
         except ValueError:
@@ -161,7 +157,7 @@ def server_command(
     try:
         host, port = parse_listen(listen)
     except ValueError as exc:
-        _die(2, [f"--listen: {exc}"])
+        fail(2, f"--listen: {exc}")
     run(database, host, port, access_log=access_log)
 
 
@@ -188,7 +184,7 @@ def token_create(
 ) -> None:
     """Create a token, store its hash, print it (the only time it is shown)."""
     if admin == (node is not None):
-        _die(2, ["give exactly one of --admin or --node N"])
+        fail(2, "give exactly one of --admin or --node N")
     from nodewall.server.auth import create_token
     from nodewall.store import open_store
 
@@ -274,7 +270,7 @@ def service_update(
     """Change user_config keys (-c ip_filter='["203.0.113.0/24"]'); others stay."""
     edits = parse_config_edits(config or [])
     if not edits:
-        _die(2, ["nothing to change: give -c KEY=VALUE"])
+        fail(2, "nothing to change: give -c KEY=VALUE")
     api = _api(server, token, token_file)
     path = f"/v1/project/{project}/service/{name}"
     current: dict[str, Any] = {}

@@ -1,8 +1,8 @@
-"""The `nodewall` console script: the fast path for `nodewall validate SPEC`, typer for the rest.
+"""`nodewall validate SPEC` without the CLI framework: the spec model and its warnings only.
 
-`validate` is what scripts and editors call most, so it runs without loading the CLI framework
-(typer, click, rich): only the spec model and the warnings. Every other command line, including
-`validate --help`, goes through the full CLI in `nodewall.cli`.
+`validate` is what scripts and editors call most, so `nodewall.cli.main` runs it on a fast
+path that loads neither typer, click nor rich. Errors and warnings go to stderr, one per line,
+each with its path; customer text never appears in them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 def run_validate(spec_path: Path) -> int:
     """Validate a spec file; print warnings and errors to stderr. Returns the exit status."""
     from nodewall.errors import SpecError
-    from nodewall.spec import load_spec
+    from nodewall.spec.load import load_spec
 
     try:
         spec = load_spec(spec_path)
@@ -22,19 +22,10 @@ def run_validate(spec_path: Path) -> int:
         for line in exc.lines():
             print(f"error: {line}", file=sys.stderr)
         return 2
-    from nodewall.spec_warnings import client_warnings
+    from nodewall.spec.warnings import client_warnings
 
     for service in spec.services:
         for warning in client_warnings(spec, service):
             print(f"warning: {warning}", file=sys.stderr)
     print(f"{spec_path}: valid ({len(spec.services)} services, {len(spec.node_names)} nodes)")
     return 0
-
-
-def main() -> None:
-    args = sys.argv[1:]
-    if len(args) == 2 and args[0] == "validate" and not args[1].startswith("-"):
-        sys.exit(run_validate(Path(args[1])))
-    from nodewall.cli import app
-
-    app(prog_name="nodewall")

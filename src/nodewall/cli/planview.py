@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nodewall.evaluator import Verdict
-from nodewall.policy import NodePolicy, Rule
-from nodewall.spec import DeploymentSpec
+from nodewall.policy.evaluator import Verdict
+from nodewall.policy.model import NodePolicy, Rule
+from nodewall.spec.model import DeploymentSpec
 
 SHOWN_SOURCES = 6
 

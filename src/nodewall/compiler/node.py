@@ -13,13 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from nodewall import catalogue, cidr
+from nodewall import catalogue
 from nodewall.catalogue import WEB_UI_PORT, Component
+from nodewall.catalogue.ports import allocate_ports, derived_offset
 from nodewall.gcpause import collector_paused
-from nodewall.policy import AddressSet, ComponentPort, Family, NodePolicy, Rule
-from nodewall.ports import allocate_ports, derived_offset
-from nodewall.spec import DeploymentSpec, ServiceSpec
-from nodewall.spec_warnings import client_warnings, ipv6_clients
+from nodewall.net import cidr
+from nodewall.policy.model import AddressSet, ComponentPort, Family, NodePolicy, Rule
+from nodewall.spec.model import DeploymentSpec, ServiceSpec
+from nodewall.spec.warnings import client_warnings, ipv6_clients
 
 MANAGEMENT_PORTS = (22, 30287)
 IPSEC_PORTS = (500, 4500)

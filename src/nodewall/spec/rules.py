@@ -1,6 +1,6 @@
 """The validation rules of a deployment spec that span more than one field.
 
-Each function returns (path, reason) pairs and never raises: `nodewall.spec` gathers them so a
+Each function returns (path, reason) pairs and never raises: `nodewall.spec.load` gathers them so a
 user sees every problem at once. Runs only on a structurally valid spec.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from nodewall import catalogue
+from nodewall.catalogue.ports import allocate_ports, derived_offset
 from nodewall.errors import SpecError
-from nodewall.ports import allocate_ports, derived_offset
-from nodewall.spec import (
+from nodewall.spec.model import (
     IPV4_ADDRESS,
     PROVIDERS,
     RESERVED_PORTS,

@@ -69,7 +69,7 @@ class IntegrationType:
 
 @cache
 def _data() -> dict[str, Any]:
-    text = resources.files("nodewall").joinpath("catalogue.yaml").read_text(encoding="utf-8")
+    text = resources.files(__name__).joinpath("catalogue.yaml").read_text(encoding="utf-8")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     data: dict[str, Any] = yaml.load(text, Loader=loader)
     return data

@@ -11,28 +11,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING
 
 import typer
 
+from nodewall.cli.common import (
+    REFUSED,
+    BackendOpt,
+    FormatOpt,
+    MaybeBackendOpt,
+    NodeOpt,
+    SpecArg,
+    check_node,
+    fail,
+    fail_usage,
+    load,
+)
+
 if TYPE_CHECKING:
     from nodewall.backends.base import Backend
-    from nodewall.policy import NodePolicy
-
-SpecArg = Annotated[Path, typer.Argument(help="Deployment spec, YAML or JSON.", show_default=False)]
-NodeOpt = Annotated[str, typer.Option("--node", "-n", help="Node name.")]
-BackendOpt = Annotated[
-    str, typer.Option("--backend", "-b", help="nftables, iptables, or auto: the host's choice.")
-]
-MaybeBackendOpt = Annotated[
-    str | None, typer.Option("--backend", "-b", help="Only this backend (default: every one).")
-]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="text or json.")]
-
+    from nodewall.policy.model import NodePolicy
 
 def _backend(name: str) -> Backend:
     from nodewall.backends.registry import get_backend
-    from nodewall.cli import fail_usage
 
     try:
         return get_backend(name)
@@ -50,7 +51,7 @@ def _resolve(chosen: Backend) -> Backend:
     try:
         concrete = chosen.backend()
     except BackendError as exc:
-        _fail(str(exc))
+        fail(REFUSED, str(exc))
     typer.echo(f"backend auto: {chosen.chosen} ({chosen.why})", err=True)
     return concrete
 
@@ -63,17 +64,11 @@ def _concrete_backends(only: str | None) -> list[Backend]:
 
 
 def _policy(spec_path: Path, node: str) -> NodePolicy:
-    from nodewall.cli import check_node, load
-    from nodewall.compiler import compile_node
+    from nodewall.compiler.node import compile_node
 
     spec = load(spec_path)
     check_node(spec, node)
     return compile_node(spec, node)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def render_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto") -> None:
@@ -97,7 +92,7 @@ def apply_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto") -
         try:
             result = chosen.apply(policy)
         except BackendError as exc:
-            _fail(str(exc))
+            fail(REFUSED, str(exc))
     how = "unchanged" if not result.changed else (
         "set elements updated" if result.incremental else "ruleset updated")
     typer.echo(f"applied policy {result.version} with {result.backend}: {how}; "
@@ -113,7 +108,7 @@ def status_cmd(backend: MaybeBackendOpt = None, fmt: FormatOpt = "text") -> None
         try:
             found.append(chosen.status())
         except BackendError as exc:
-            _fail(str(exc))
+            fail(REFUSED, str(exc))
     present = [s for s in found if s.present]
     if fmt == "json":
         typer.echo(json.dumps([{"backend": s.backend, "present": s.present, "version": s.version,
@@ -141,7 +136,7 @@ def remove_cmd(backend: MaybeBackendOpt = None) -> None:
             if chosen.remove():
                 removed.append(chosen.name)
         except BackendError as exc:
-            _fail(str(exc))
+            fail(REFUSED, str(exc))
     typer.echo(f"removed: {', '.join(removed)}" if removed else "nothing to remove")
 
 

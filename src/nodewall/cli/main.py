@@ -1,0 +1,22 @@
+"""The `nodewall` console script: fast paths first, then the typer app for everything else.
+
+`nodewall validate SPEC` (what scripts and editors call most) runs without typer, click or rich
+(`nodewall.cli.validate`); every other command line, `validate --help` included, goes through
+`nodewall.cli.app`, imported only then because building it costs a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "validate" and not args[1].startswith("-"):
+        from nodewall.cli.validate import run_validate
+
+        sys.exit(run_validate(Path(args[1])))
+    from nodewall.cli.app import app
+
+    app(prog_name="nodewall")

@@ -1,0 +1,1 @@
+"""Address arithmetic shared by every stage: CIDR parsing, normalising, merging, intersecting."""
