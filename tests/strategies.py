@@ -28,10 +28,11 @@ from typing import Any, TypeVar
 from hypothesis import strategies as st
 
 from nodewall import catalogue
+from nodewall.catalogue.ports import RESERVED_PORTS
 
 PROVIDERS = ("aws", "google", "azure", "do", "upcloud")
 #: Ports a pin must never take (fixed ports of SPEC section 4, and 80).
-RESERVED_PORTS = frozenset({22, 80, 443, 500, 4500, 9273, 30287})
+RESERVED = frozenset(RESERVED_PORTS)
 MANAGEMENT_CHOICES = ("198.51.100.0/28", "2001:db8:ff::/64", "192.0.2.240/29", "10.250.0.0/16")
 #: Customer text that must stay data: quotes, newlines, rule syntax, shell, markup.
 HOSTILE_DESCRIPTIONS = (
@@ -194,7 +195,7 @@ def _pins(draw: st.DrawFn, type_name: str) -> dict[str, int]:
         return pins
     for name in names:
         port = draw(_int(10000, 30000))
-        if draw(_BOOL) and port not in pins.values() and port not in RESERVED_PORTS:
+        if draw(_BOOL) and port not in pins.values() and port not in RESERVED:
             pins[name] = port
     return pins
 

@@ -295,7 +295,7 @@ def test_disabled_component_port_is_closed_even_to_peers() -> None:
                                 user_config={"kafka_rest": False})], base_port=20000)
     policy = compiled(doc, "k-1")
     assert not has_component(policy, "kafka_rest"), policy.components
-    from nodewall.compiler.node import service_ports
+    from nodewall.compiler.components import service_ports
     from nodewall.spec.load import parse_spec
 
     spec = parse_spec(doc)

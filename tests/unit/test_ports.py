@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nodewall import catalogue
-from nodewall.catalogue.ports import PORT_MAX, PORT_MIN, allocate_ports
-from nodewall.compiler.node import service_ports
+from nodewall.catalogue.allocation import allocate_ports
+from nodewall.catalogue.ports import PORT_MAX, PORT_MIN
+from nodewall.compiler.components import service_ports
 from nodewall.errors import SpecError
 from nodewall.spec.load import parse_spec
 

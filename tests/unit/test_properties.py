@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import strategies
 from nodewall import catalogue
-from nodewall.compiler.node import compile_node, enabled_components, service_ports
+from nodewall.compiler.components import enabled_components, service_ports
+from nodewall.compiler.node import compile_node
 from nodewall.policy.evaluator import Packet, Verdict, evaluate
 from nodewall.policy.model import NodePolicy, check_policy
 from nodewall.spec.load import parse_spec

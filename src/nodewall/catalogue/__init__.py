@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 import yaml
 
-WEB_UI_PORT = 443
-PROMETHEUS_PORT = 9273
+#: Cloud addresses every node must treat specially (platform-facts.md).
+METADATA_ADDRESS = "169.254.169.254/32"
+AZURE_ADDRESS = "168.63.129.16/32"
 
 
 @dataclass(frozen=True)

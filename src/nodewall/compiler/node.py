@@ -8,24 +8,29 @@ never writes customer text (ip_filter descriptions) into a policy.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
 from nodewall import catalogue
-from nodewall.catalogue import WEB_UI_PORT, Component
-from nodewall.catalogue.ports import allocate_ports, derived_offset
+from nodewall.catalogue import AZURE_ADDRESS, METADATA_ADDRESS, Component
+from nodewall.catalogue.ports import (
+    IPSEC_PORTS,
+    MANAGEMENT_PORT,
+    MANAGEMENT_PORTS,
+    MANAGEMENT_SSH_PORT,
+    WEB_UI_PORT,
+)
+from nodewall.compiler.components import component_ports, enabled_components, service_ports
 from nodewall.gcpause import collector_paused
 from nodewall.net import cidr
+from nodewall.policy import reasons
 from nodewall.policy.model import AddressSet, ComponentPort, Family, NodePolicy, Rule
 from nodewall.spec.model import DeploymentSpec, ServiceSpec
 from nodewall.spec.warnings import client_warnings, ipv6_clients
 
-MANAGEMENT_PORTS = (22, 30287)
-IPSEC_PORTS = (500, 4500)
-METADATA_ADDRESS = "169.254.169.254/32"
-AZURE_ADDRESS = "168.63.129.16/32"
 LOOPBACK = {4: "127.0.0.0/8", 6: "::1/128"}
 PING_LIMIT_PER_SECOND = 10
 NEEDED_ICMP = {
@@ -39,37 +44,6 @@ ECE_EGRESS_ICMP = {
         "nd-router-solicit", "nd-neighbor-solicit", "nd-neighbor-advert"),
 }
 FAMILIES: tuple[Family, ...] = (4, 6)
-
-
-def service_ports(spec: DeploymentSpec, service: ServiceSpec) -> dict[str, int]:
-    """The service ports of a service on the spec-file path: pins, else derived reproducibly."""
-    offset = derived_offset(spec.project.name, service.name)
-    return allocate_ports(service.type, spec.project.base_port, dict(service.ports), offset)
-
-
-def enabled_components(spec: DeploymentSpec, service: ServiceSpec) -> list[Component]:
-    """The service type's components that are on, given user_config and integrations."""
-    stype = catalogue.service_type(service.type)
-    prometheus = any(i.type == "prometheus" and i.source == service.name
-                     for i in spec.integrations)
-    result = []
-    for c in stype.components:
-        if c.needs_prometheus:
-            on = prometheus
-        elif c.toggle:
-            value = service.user_config.setting(c.toggle)
-            on = c.default if value is None else value
-        else:
-            on = c.default
-        if on:
-            result.append(c)
-    return result
-
-
-def component_ports(component: Component, ports: dict[str, int]) -> tuple[int, ...]:
-    """Every port a component serves: its own, and 443 too when it has a web UI."""
-    own = component.fixed_port if component.fixed_port is not None else ports[component.name]
-    return (own, WEB_UI_PORT) if component.web_ui and own != WEB_UI_PORT else (own,)
 
 
 @dataclass
@@ -124,12 +98,12 @@ def _compile(spec: DeploymentSpec, node_name: str) -> NodePolicy:
     _integrations(b, spec, service, components, ports)
     _clients(b, spec, service, components, ports)
     if service.provider == "azure":
-        azure = b.add_fixed_set("azure_v4", 4, "Azure platform address", AZURE_ADDRESS)
+        azure = b.add_fixed_set("azure_v4", 4, reasons.AZURE_SET, AZURE_ADDRESS)
         b.rule(direction="in", action="reject", family=4, protocol="tcp", src_set=azure,
-               dports=MANAGEMENT_PORTS, reason="Azure probes never reach the management ports")
+               dports=MANAGEMENT_PORTS, reason=reasons.AZURE_NOT_MANAGEMENT)
         b.rule(direction="in", action="accept", family=4, src_set=azure,
-               reason="Azure load-balancer health probes")
-    b.rule(direction="in", action="reject", reason="not allowed: rejected")
+               reason=reasons.AZURE_PROBES)
+    b.rule(direction="in", action="reject", reason=reasons.REJECTED)
     _egress(b, spec, service)
     return NodePolicy(
         node=node.name, service=service.name, service_type=service.type,
@@ -139,64 +113,64 @@ def _compile(spec: DeploymentSpec, node_name: str) -> NodePolicy:
 
 
 def _ingress_base(b: _Builder) -> None:
-    b.rule(direction="in", action="accept", interface="loopback", reason="loopback")
+    b.rule(direction="in", action="accept", interface="loopback", reason=reasons.LOOPBACK)
     for family in FAMILIES:
-        loop = b.add_fixed_set(f"loopback_v{family}", family, "loopback addresses",
+        loop = b.add_fixed_set(f"loopback_v{family}", family, reasons.LOOPBACK_SET,
                                LOOPBACK[family])
         b.rule(direction="in", action="drop", family=family, interface="not-loopback",
-               src_set=loop, reason="loopback source on a non-loopback interface")
+               src_set=loop, reason=reasons.LOOPBACK_SPOOF)
     b.rule(direction="in", action="accept", ct_states=("established", "related"),
-           reason="established or related flow")
-    b.rule(direction="in", action="drop", ct_states=("invalid",), reason="invalid flow state")
+           reason=reasons.ESTABLISHED)
+    b.rule(direction="in", action="drop", ct_states=("invalid",), reason=reasons.INVALID)
     for family in FAMILIES:
         b.rule(direction="in", action="accept", family=family, protocol="icmp",
-               icmp_types=NEEDED_ICMP[family], reason="ICMP the network needs")
+               icmp_types=NEEDED_ICMP[family], reason=reasons.NEEDED_ICMP)
         b.rule(direction="in", action="accept", family=family, protocol="icmp",
                icmp_types=("echo-request",), limit_per_second=PING_LIMIT_PER_SECOND,
-               reason="ping (rate-limited)")
+               reason=reasons.PING)
 
 
 def _management(b: _Builder, spec: DeploymentSpec) -> None:
-    nets = [(cidr.parse(n)[0], f"management network {n}")
+    nets = [(cidr.parse(n)[0], reasons.management_network(n))
             for n in spec.platform.management_networks]
     names = []
     for family in FAMILIES:
-        name = b.add_set(f"mgmt_v{family}", family, "platform management networks",
+        name = b.add_set(f"mgmt_v{family}", family, reasons.MANAGEMENT_SET,
                          cidr.reduce(x for x in nets if x[0].family == family))
         names.append(name)
         b.rule(direction="in", action="accept", family=family, protocol="tcp", src_set=name,
-               dports=MANAGEMENT_PORTS, reason="management")
-    b.components.append(ComponentPort("management-ssh", 22, "tcp", "management", tuple(names)))
-    b.components.append(ComponentPort("management", 30287, "tcp", "management", tuple(names)))
+               dports=MANAGEMENT_PORTS, reason=reasons.MANAGEMENT)
+    for label, port in (("management-ssh", MANAGEMENT_SSH_PORT), ("management", MANAGEMENT_PORT)):
+        b.components.append(ComponentPort(label, port, "tcp", "management", tuple(names)))
 
 
 def _host_elements(
-    nodes: Iterable[tuple[str, Sequence[str]]], label: str
+    nodes: Iterable[tuple[str, Sequence[str]]], reason: Callable[[str], str]
 ) -> dict[int, tuple[list[str], list[tuple[str, ...]]]]:
     """Per family, each node address as a /32 or /128 (`cidr.host`) with its node."""
     nodes = list(nodes)
-    reasons = [f"{label} {name}" for name, addresses in nodes for _ in addresses]
+    why = [reason(name) for name, addresses in nodes for _ in addresses]
     parsed = cidr.parse_many(a.partition("/")[0] for _, addresses in nodes for a in addresses)
-    items = list(zip(map(itemgetter(0), parsed.parsed), reasons, parsed.texts, strict=True))
+    items = list(zip(map(itemgetter(0), parsed.parsed), why, parsed.texts, strict=True))
     return {family: cidr.reduce_named(x for x in items if x[0].family == family)
             for family in FAMILIES}
 
 
 def _peers(b: _Builder, service: ServiceSpec, node_name: str, node_ports: list[int]) -> None:
     others = [(n.name, n.addresses) for n in service.nodes if n.name != node_name]
-    elements = _host_elements(others, "cluster peer")
+    elements = _host_elements(others, reasons.cluster_peer)
     names = []
     for family in FAMILIES:
-        peers = b.add_named_set(f"peers_v{family}", family, f"other nodes of {service.name}",
+        peers = b.add_named_set(f"peers_v{family}", family, reasons.peers_set(service.name),
                                 elements[family], hosts_only=True)
         names.append(peers)
         if node_ports:
             b.rule(direction="in", action="accept", family=family, protocol="tcp",
-                   src_set=peers, dports=tuple(node_ports), reason="cluster peers")
+                   src_set=peers, dports=tuple(node_ports), reason=reasons.CLUSTER_PEERS)
         b.rule(direction="in", action="accept", family=family, protocol="udp", src_set=peers,
-               dports=IPSEC_PORTS, reason="IPsec between cluster peers")
+               dports=IPSEC_PORTS, reason=reasons.IPSEC)
         b.rule(direction="in", action="accept", family=family, protocol="esp", src_set=peers,
-               reason="IPsec ESP between cluster peers")
+               reason=reasons.IPSEC_ESP)
     for port, label in zip(IPSEC_PORTS, ("ipsec-ike", "ipsec-nat-t"), strict=True):
         b.components.append(ComponentPort(label, port, "udp", "ipsec", tuple(names)))
 
@@ -218,16 +192,16 @@ def _integrations(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
             b.warnings.append(f"integrations[{index}] ({integ.type} from {connector.name}) "
                               f"reaches no enabled component of {service.name}")
             continue
-        reason = f"integration {integ.type} {connector.name}"
+        reason = reasons.integration(integ.type, connector.name)
         # Named after what the integration is, not where it stands in the spec, so adding or
         # removing another integration leaves this node's sets (and version) alone.
         digest = hashlib.sha256(f"{integ.type}/{connector.name}".encode()).hexdigest()[:10]
         set_prefix = f"int_{digest}"
         elements = _host_elements(((n.name, n.addresses) for n in connector.nodes),
-                                  f"{connector.name} node")
+                                  functools.partial(reasons.node_of, connector.name))
         for family in FAMILIES:
             name = b.add_named_set(f"{set_prefix}_v{family}", family,
-                                   f"nodes of {connector.name}", elements[family],
+                                   reasons.nodes_set(connector.name), elements[family],
                                    hosts_only=True)
             b.rule(direction="in", action="accept", family=family, protocol="tcp",
                    src_set=name, dports=target_ports, reason=reason)
@@ -240,7 +214,7 @@ def _clients(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
     # (network, reason, network as text) of each entry; the text comes from the spec's parse
     count = len(config.parsed_ip_filter)
     entries = list(zip(map(itemgetter(0), config.parsed_ip_filter),
-                       [f"ip_filter[{i}] of {service.name}" for i in range(count)],
+                       [reasons.ip_filter_entry(i, service.name) for i in range(count)],
                        config.ip_filter_networks, strict=True))
     of_family = {4: count - config.ip_filter_ipv6, 6: config.ip_filter_ipv6}
     bounds = [] if service.vpc is None else [n for n, _ in spec.vpc(service.vpc).networks]
@@ -263,13 +237,14 @@ def _clients(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
                 fam_bounds = [x for x in bounds if x.family == family]
                 mine = [(part, r, text if part is n else str(part)) for n, r, text in mine
                         for part in cidr.intersect(n, fam_bounds)]
-            purpose = ("ip_filter within the VPC and its peers" if restricted else "ip_filter")
+            purpose = reasons.IP_FILTER_IN_VPC if restricted else reasons.IP_FILTER
             name = b.add_named_set(f"{group}_v{family}", family,
-                                   f"{purpose} of {service.name}", cidr.reduce_named(mine))
+                                   reasons.clients_set(service.name, purpose),
+                                   cidr.reduce_named(mine))
             names.append(name)
             b.rule(direction="in", action="accept", family=family, protocol="tcp",
                    src_set=name, dports=group_ports,
-                   reason=f"clients of {service.name} ({purpose})")
+                   reason=reasons.clients(service.name, purpose))
         for c in members:
             for port in component_ports(c, ports):
                 web = port == WEB_UI_PORT and c.fixed_port != WEB_UI_PORT
@@ -282,44 +257,44 @@ def _clients(b: _Builder, spec: DeploymentSpec, service: ServiceSpec,
 
 
 def _egress(b: _Builder, spec: DeploymentSpec, service: ServiceSpec) -> None:
-    b.rule(direction="out", action="accept", interface="loopback", reason="loopback")
+    b.rule(direction="out", action="accept", interface="loopback", reason=reasons.LOOPBACK)
     b.rule(direction="out", action="accept", ct_states=("established", "related"),
-           reason="established or related flow")
-    meta = b.add_fixed_set("metadata_v4", 4, "cloud metadata address", METADATA_ADDRESS)
+           reason=reasons.ESTABLISHED)
+    meta = b.add_fixed_set("metadata_v4", 4, reasons.METADATA_SET, METADATA_ADDRESS)
     for proto, port, why in (("udp", 123, "NTP"), ("udp", 53, "DNS"), ("tcp", 53, "DNS")):
         b.rule(direction="out", action="accept", family=4, protocol=proto, dst_set=meta,
-               dports=(port,), reason=f"{why} at the metadata address")
+               dports=(port,), reason=reasons.at_metadata(why))
     b.rule(direction="out", action="accept", family=4, dst_set=meta, uid=0,
-           reason="platform agents (uid 0) reach the metadata service")
+           reason=reasons.METADATA_UID0)
     b.rule(direction="out", action="reject", family=4, dst_set=meta,
-           reason="metadata service is for uid 0 only")
+           reason=reasons.METADATA_REJECTED)
     if service.provider == "azure":
         azure = "azure_v4"
         for proto, port, why in (("udp", 67, "DHCP"), ("udp", 53, "DNS"), ("tcp", 53, "DNS")):
             b.rule(direction="out", action="accept", family=4, protocol=proto, dst_set=azure,
-                   dports=(port,), reason=f"Azure {why}")
+                   dports=(port,), reason=reasons.azure(why))
     if service.environment != "ece":
         b.rule(direction="out", action="accept",
-               reason=f"egress allowed ({service.environment} environment)")
+               reason=reasons.egress_allowed(service.environment))
         return
     for family in FAMILIES:
         b.rule(direction="out", action="accept", family=family, protocol="icmp",
-               icmp_types=ECE_EGRESS_ICMP[family], reason="ICMP the network needs")
+               icmp_types=ECE_EGRESS_ICMP[family], reason=reasons.NEEDED_ICMP)
     assert service.vpc is not None and service.socks5_proxy is not None
     vpc = spec.vpc(service.vpc)
-    nets = [(net, f"VPC {vpc.id} network {text}") for net, text in vpc.networks]
+    nets = [(net, reasons.vpc_network(vpc.id, text)) for net, text in vpc.networks]
     proxy_host, _, proxy_port = service.socks5_proxy.rpartition(":")
     proxy = cidr.host(proxy_host.strip("[]"))
     for family in FAMILIES:
-        vpc_set = b.add_set(f"vpc_v{family}", family, f"VPC {vpc.id} and its peers",
+        vpc_set = b.add_set(f"vpc_v{family}", family, reasons.vpc_set(vpc.id),
                             cidr.reduce(x for x in nets if x[0].family == family))
         b.rule(direction="out", action="accept", family=family, dst_set=vpc_set,
-               reason="ece: the VPC and its peered networks")
+               reason=reasons.ECE_VPC)
         b.rule(direction="out", action="accept", family=family, dst_set=f"peers_v{family}",
-               reason="ece: cluster peers")
+               reason=reasons.ECE_PEERS)
         if proxy.family == family:
-            proxy_set = b.add_set(f"proxy_v{family}", family, "SOCKS5 proxy",
-                                  [(proxy, ("SOCKS5 proxy",))], hosts_only=True)
+            proxy_set = b.add_set(f"proxy_v{family}", family, reasons.PROXY_SET,
+                                  [(proxy, (reasons.PROXY_SET,))], hosts_only=True)
             b.rule(direction="out", action="accept", family=family, protocol="tcp",
-                   dst_set=proxy_set, dports=(int(proxy_port),), reason="ece: the SOCKS5 proxy")
-    b.rule(direction="out", action="reject", reason="ece: egress rejected")
+                   dst_set=proxy_set, dports=(int(proxy_port),), reason=reasons.ECE_PROXY)
+    b.rule(direction="out", action="reject", reason=reasons.ECE_REJECTED)

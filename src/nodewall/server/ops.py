@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from nodewall.catalogue.ports import allocate_ports
+from nodewall.catalogue.allocation import allocate_ports
 from nodewall.errors import SpecError
 from nodewall.server import policies, schemas
 from nodewall.server.errors import (

@@ -23,7 +23,7 @@ from nodewall.store.models import (
 
 def enabled_components(row: ServiceRow, has_prometheus: bool) -> list[catalogue.Component]:
     """The components the service runs now (the compiler's rule), catalogue order."""
-    from nodewall.compiler.node import enabled_components as compiler_enabled
+    from nodewall.compiler.components import enabled_components as compiler_enabled
 
     integrations = ([IntegrationSpec.model_construct(type="prometheus", source=row.name,
                                                       dest=None)] if has_prometheus else [])

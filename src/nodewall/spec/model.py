@@ -29,16 +29,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 
+from nodewall.catalogue.ports import PORT_MAX, PORT_MIN
 from nodewall.net import cidr
 
 DEFAULT_IP_FILTER = ("0.0.0.0/0", "::/0")
 PROVIDERS = ("aws", "google", "azure", "do", "upcloud")
 MAX_IP_FILTER = 8000
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
-#: Ports a node always has or that nodewall never opens: a pin may not take them.
-RESERVED_PORTS = {22: "management SSH", 30287: "platform management", 443: "web UIs",
-                  9273: "prometheus", 500: "IPsec IKE", 4500: "IPsec NAT-T",
-                  80: "the platform's HTTP proxy"}
 
 
 def _cidr(value: str) -> str:
@@ -136,7 +133,7 @@ class Platform(_Strict):
 
 class Project(_Strict):
     name: Name
-    base_port: Annotated[int, Field(ge=10000, le=30000)] | None = None
+    base_port: Annotated[int, Field(ge=PORT_MIN, le=PORT_MAX)] | None = None
 
 
 class Vpc(_Strict):

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from nodewall import catalogue
-from nodewall.catalogue.ports import allocate_ports, derived_offset
+from nodewall.catalogue.allocation import allocate_ports, derived_offset
+from nodewall.catalogue.ports import RESERVED_PORTS
 from nodewall.errors import SpecError
 from nodewall.spec.model import (
     IPV4_ADDRESS,
     PROVIDERS,
-    RESERVED_PORTS,
     DeploymentSpec,
     ServiceSpec,
     UserConfig,
