@@ -86,7 +86,7 @@ def test_descriptions_never_enter_the_policy(node: str) -> None:
     assert policy.warnings, "expected warnings (host bits, IPv6 ignored) to check"
     texts = [*strings([asdict(r) for r in policy.rules]), *strings(policy.warnings),
              *strings([asdict(s) for s in policy.sets]),
-             *strings([asdict(c) for c in policy.components]), *strings(policy.extra)]
+             *strings([asdict(c) for c in policy.components])]
     assert_no_payload(texts, f"policy of {node}")
 
 

@@ -43,12 +43,6 @@ class ServiceType:
     components: tuple[Component, ...]
     public_access_keys: tuple[str, ...]
 
-    def component(self, name: str) -> Component:
-        for c in self.components:
-            if c.name == name:
-                return c
-        raise KeyError(name)
-
     @property
     def port_components(self) -> tuple[Component, ...]:
         """Components taking a service port, in allocation order."""

@@ -72,7 +72,7 @@ def explain(
     fmt: FormatOpt = "text",
 ) -> None:
     """Say what the node's firewall does with one packet, and which rule decides."""
-    import ipaddress
+    from nodewall.net import cidr
 
     check_format(fmt)
     spec = load(spec_path)
@@ -93,7 +93,7 @@ def explain(
         if value is None:
             continue
         try:
-            addresses[flag] = ipaddress.ip_address(value)
+            addresses[flag] = cidr.parse_address(value)
         except ValueError:
             problems.append(f"{flag}: {value!r} is not a valid IP address")
     if problems:
@@ -105,9 +105,9 @@ def explain(
     from nodewall.policy.evaluator import Packet, evaluate
 
     _, node_spec = spec.node(node)
-    family = addresses["--src"].version
+    family, _ = addresses["--src"]
     if dst is None:
-        own = [a for a in node_spec.addresses if ipaddress.ip_address(a).version == family]
+        own = [a for a in node_spec.addresses if cidr.parse_address(a)[0] == family]
         dst = own[0] if own else ("0.0.0.0" if family == 4 else "::")
     packet = Packet(src=src, dst=dst, protocol=proto, dport=dport,  # type: ignore[arg-type]
                     direction=direction, icmp_type=icmp_type, uid=uid,  # type: ignore[arg-type]

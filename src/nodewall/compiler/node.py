@@ -283,8 +283,8 @@ def _egress(b: _Builder, spec: DeploymentSpec, service: ServiceSpec) -> None:
     assert service.vpc is not None and service.socks5_proxy is not None
     vpc = spec.vpc(service.vpc)
     nets = [(net, reasons.vpc_network(vpc.id, text)) for net, text in vpc.networks]
-    proxy_host, _, proxy_port = service.socks5_proxy.rpartition(":")
-    proxy = cidr.host(proxy_host.strip("[]"))
+    proxy_host, proxy_port = cidr.parse_host_port(service.socks5_proxy)
+    proxy = cidr.host(proxy_host)
     for family in FAMILIES:
         vpc_set = b.add_set(f"vpc_v{family}", family, reasons.vpc_set(vpc.id),
                             cidr.reduce(x for x in nets if x[0].family == family))
@@ -296,5 +296,5 @@ def _egress(b: _Builder, spec: DeploymentSpec, service: ServiceSpec) -> None:
             proxy_set = b.add_set(f"proxy_v{family}", family, reasons.PROXY_SET,
                                   [(proxy, (reasons.PROXY_SET,))], hosts_only=True)
             b.rule(direction="out", action="accept", family=family, protocol="tcp",
-                   dst_set=proxy_set, dports=(int(proxy_port),), reason=reasons.ECE_PROXY)
+                   dst_set=proxy_set, dports=(proxy_port,), reason=reasons.ECE_PROXY)
     b.rule(direction="out", action="reject", reason=reasons.ECE_REJECTED)

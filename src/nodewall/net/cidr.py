@@ -1,14 +1,17 @@
-"""CIDR arithmetic for both families, fast enough for 8000-entry allow-lists.
+"""Address parsing and CIDR arithmetic for both families, fast enough for 8000-entry allow-lists.
 
 Networks are `Net` tuples of (family, network as int, prefix length) so that sorting, containment
 and intersection are integer comparisons. Parsing takes the quick `inet_pton` path and falls back
 to `ipaddress` for the forms only it understands (netmasks, scoped addresses). Pure functions;
-no knowledge of services or rules.
+no knowledge of services or rules. The one home of address parsing (the reference evaluator
+alone keeps to `ipaddress`, so that the semantics backends are tested against do not share this
+module's quick paths).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from operator import itemgetter
@@ -157,6 +160,38 @@ def parse_many(texts: Iterable[str]) -> ParsedNetworks:
         ipv6 += item[0].family == 6
         host_bits = host_bits or item[1]
     return ParsedNetworks(parsed, normalised, ipv6, host_bits)
+
+
+#: Exactly the IPv4 addresses `ipaddress` accepts: four decimal octets 0..255, no leading zeros.
+IPV4_ADDRESS = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
+def parse_address(text: str) -> tuple[int, int]:
+    """(family, address as int) of one address, equal for two spellings of one address;
+    ValueError for anything else, a scope id or a prefix included. The common forms take the
+    quick path (`inet_pton`, which reads the same forms as `ipaddress` for them)."""
+    if "%" in text or "/" in text:  # a scope id is no part of a firewall address
+        raise ValueError(f"{text!r} is not an address")
+    family = 6 if ":" in text else 4
+    if family == 6 or IPV4_ADDRESS.fullmatch(text):
+        try:
+            return family, int.from_bytes(socket.inet_pton(_AF[family], text), "big")
+        except (OSError, ValueError):
+            pass
+    ip = ipaddress.ip_address(text)
+    return ip.version, int(ip)
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """The address and port of `ADDRESS:PORT` (IPv6 as `[ADDRESS]:PORT`); ValueError else."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not an ADDRESS:PORT")
+    parse_address(host)
+    return host, int(port)
 
 
 def host(address: str) -> Net:

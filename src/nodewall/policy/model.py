@@ -31,7 +31,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any, Literal
 
@@ -151,7 +151,6 @@ class NodePolicy:
     rules: tuple[Rule, ...]
     components: tuple[ComponentPort, ...] = ()
     warnings: tuple[str, ...] = ()
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def set(self, name: str) -> AddressSet:
         for s in self.sets:
@@ -187,7 +186,6 @@ class NodePolicy:
         )
         data["rules"] = tuple(dict(vars(r)) for r in self.rules)
         data["components"] = tuple(dict(vars(c)) for c in self.components)
-        data["extra"] = dict(self.extra)
         return data
 
     @classmethod
@@ -225,7 +223,6 @@ class NodePolicy:
                 for c in data.get("components", ())
             ),
             warnings=tuple(data.get("warnings", ())),
-            extra=dict(data.get("extra", {})),
         )
 
     def to_json(self) -> str:

@@ -79,13 +79,3 @@ class TokenVerifier:
                 self._cache.clear()
             self._cache[digest] = (now + CACHE_SECONDS, principal)
         return principal
-
-
-def bearer(header: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, or None."""
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()

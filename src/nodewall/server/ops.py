@@ -201,8 +201,10 @@ def delete_service(session: Session, project_name: str, service_name: str) -> Ou
     changed = policies.drop(session, gone)
     doc = project_doc(session, project)
     spec = _validate(doc.document, lambda _p: None)
-    # Deleting integrations renumbers the others, and the compiler names integration sets by
-    # their index in the project: every node of the project may change (deletions are rare).
+    # The service's integrations went with it, so the nodes they reached change too. Integration
+    # sets are named by type and connector (`compiler.node._integrations`), not by position, so
+    # no other node changes; refreshing the whole project finds the reached ones without tracking
+    # them (deletions are rare), and a node whose policy is unchanged keeps its version.
     changed += _refresh(session, doc, spec, set(spec.node_names))
     return Outcome({"message": "deleted"}, changed)
 

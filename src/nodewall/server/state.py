@@ -35,15 +35,11 @@ class ProjectDoc:
     document: dict[str, Any]
     configured: bool  # False: platform settings missing, validate only
     service_index: dict[str, int] = field(default_factory=dict)
-    vpc_index: dict[str, int] = field(default_factory=dict)
 
     @property
     def services(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.document["services"]
         return result
-
-    def service(self, name: str) -> dict[str, Any]:
-        return self.services[self.service_index[name]]
 
     def add_service(self, entry: dict[str, Any]) -> int:
         self.services.append(entry)
@@ -115,7 +111,6 @@ def project_doc(session: Session, project: ProjectRow) -> ProjectDoc:
             ],
         },
         configured=networks is not None,
-        vpc_index={v.project_vpc_id: i for i, v in enumerate(vpcs)},
     )
     for s in services:
         doc.add_service(service_entry(s, vpc_ids.get(s.vpc_id) if s.vpc_id else None,

@@ -7,9 +7,6 @@ both. It never compiles, allocates or touches a kernel.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import socket
 import threading
 from functools import cached_property
 from itertools import compress
@@ -40,37 +37,16 @@ NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 
 def _cidr(value: str) -> str:
     try:
-        if "%" in value:  # an IPv6 scope id is no part of a firewall network
-            raise ValueError(value)
-        ipaddress.ip_network(value, strict=False)
+        cidr.parse(value)
     except ValueError:
         raise PydanticCustomError("cidr", "{value} is not a valid CIDR",
                                   {"value": repr(value)}) from None
     return value
 
 
-#: Exactly the IPv4 addresses `ipaddress` accepts: four decimal octets 0..255, no leading zeros.
-IPV4_ADDRESS = re.compile(
-    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
-
-
 def _address(value: str) -> str:
-    # The common cases without building an address object: a dotted quad `ipaddress` would
-    # take, or an IPv6 address without a scope id that inet_pton reads (for those, inet_pton
-    # and `ipaddress` take the same forms); anything else gets `ipaddress`'s verdict.
-    if IPV4_ADDRESS.fullmatch(value):
-        return value
-    if ":" in value and "%" not in value:
-        try:
-            socket.inet_pton(socket.AF_INET6, value)
-            return value
-        except (OSError, ValueError):
-            pass
     try:
-        if "%" in value:  # an IPv6 scope id is no part of a node address
-            raise ValueError(value)
-        ipaddress.ip_address(value)
+        cidr.parse_address(value)
     except ValueError:
         raise PydanticCustomError("address", "{value} is not a valid IP address",
                                   {"value": repr(value)}) from None
@@ -78,16 +54,11 @@ def _address(value: str) -> str:
 
 
 def _proxy(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
     try:
-        ipaddress.ip_address(host)
-        ok = bool(sep) and port.isdigit() and 1 <= int(port) <= 65535
+        cidr.parse_host_port(value)
     except ValueError:
-        ok = False
-    if not ok:
         raise PydanticCustomError("proxy", "{value} is not an ADDRESS:PORT (IPv6 as [ADDR]:PORT)",
-                                  {"value": repr(value)})
+                                  {"value": repr(value)}) from None
     return value
 
 

@@ -6,8 +6,6 @@ user sees every problem at once. Runs only on a structurally valid spec.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,8 +15,8 @@ from nodewall import catalogue
 from nodewall.catalogue.allocation import allocate_ports, derived_offset
 from nodewall.catalogue.ports import RESERVED_PORTS
 from nodewall.errors import SpecError
+from nodewall.net import cidr
 from nodewall.spec.model import (
-    IPV4_ADDRESS,
     PROVIDERS,
     DeploymentSpec,
     ServiceSpec,
@@ -84,7 +82,7 @@ def _duplicates(spec: DeploymentSpec, where: Positions) -> Errors:
     for i, s in services:
         for j, n in enumerate(s.nodes):
             for k, addr in enumerate(n.addresses):
-                key = _address_key(addr)
+                key = cidr.parse_address(addr)
                 first = seen_addr.get(key)
                 if first is not None:
                     errors.append((address_path(i, j, k), f"address {addr} is already used at "
@@ -92,18 +90,6 @@ def _duplicates(spec: DeploymentSpec, where: Positions) -> Errors:
                 else:
                     seen_addr[key] = (i, j, k)
     return errors
-
-
-def _address_key(addr: str) -> str | tuple[int, int]:
-    """Equal for two spellings of one (valid) address: a dotted quad is its own canonical
-    text; an IPv6 address is its number."""
-    if IPV4_ADDRESS.fullmatch(addr):
-        return addr
-    try:
-        return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, addr), "big")
-    except (OSError, ValueError):
-        ip = ipaddress.ip_address(addr)
-        return str(ip) if ip.version == 4 else (6, int(ip))
 
 
 def _service_errors(
