@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nodewall.backends import ipset, xtables
-from nodewall.backends.iptables import FAMILIES, IptablesBackend, render
+from nodewall.backends.iptables import ipset, xtables
+from nodewall.backends.iptables.backend import FAMILIES, IptablesBackend, render
 from nodewall.compiler.node import compile_node
 from nodewall.policy.model import AddressSet, NodePolicy, SetElement
 from nodewall.spec.load import parse_spec

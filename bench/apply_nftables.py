@@ -40,8 +40,9 @@ sys.path.insert(0, str(HERE.parent / "tests" / "kernel"))
 
 from netns import entered  # noqa: E402
 
-from nodewall.backends import nfnetlink, nftwire  # noqa: E402
-from nodewall.backends.nftables import NftablesBackend, render  # noqa: E402
+from nodewall.backends.nftables import nfnetlink  # noqa: E402
+from nodewall.backends.nftables import wire as nftwire  # noqa: E402
+from nodewall.backends.nftables.backend import NftablesBackend, render  # noqa: E402
 from nodewall.compiler.node import compile_node  # noqa: E402
 from nodewall.gcpause import collector_paused  # noqa: E402
 from nodewall.spec.load import load_spec  # noqa: E402
@@ -117,7 +118,8 @@ class Stages:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        from nodewall.backends import conntrack, nftables
+        from nodewall.backends import conntrack
+        from nodewall.backends.nftables import backend as nftables
 
         originals = [(nftwire, "build"), (nfnetlink.NfSocket, "transaction"),
                      (nftwire, "read_image"), (conntrack, "cut_refused_flows")]

@@ -45,7 +45,7 @@ TAMPER: dict[str, dict[str, list[list[str]]]] = {
 def _break_nftables(monkeypatch: pytest.MonkeyPatch) -> str:
     """Make the next apply's batch also add an element to a set that does not exist: the
     kernel refuses that message (ENOENT) and so the whole transaction."""
-    from nodewall.backends import nftwire
+    from nodewall.backends.nftables import wire as nftwire
 
     real = nftwire.element_messages
 
@@ -58,7 +58,7 @@ def _break_nftables(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _break_iptables(monkeypatch: pytest.MonkeyPatch) -> str:
     """Make the IPv4 text (the second transaction) name a set that does not exist."""
-    from nodewall.backends import iptables
+    from nodewall.backends.iptables import backend as iptables
 
     real = iptables.rule_lines
     bad = "-A NODEWALL-INPUT -m set --match-set nodewall-absent src -j ACCEPT"

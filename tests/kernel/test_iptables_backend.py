@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
-from nodewall.backends import xtables
 from nodewall.backends.base import BackendError
-from nodewall.backends.iptables import IptablesBackend
+from nodewall.backends.iptables import xtables
+from nodewall.backends.iptables.backend import IptablesBackend
 from nodewall.compiler.node import compile_node
 from nodewall.policy.evaluator import Packet, evaluate
 from nodewall.policy.model import NodePolicy, SetElement
@@ -432,7 +432,7 @@ def test_failed_verify_and_failed_set_swap_roll_back(
         monkeypatch.setattr(xtables, "run", real_run)
         assert _kernel_text(variant) == before
         # a read-back that differs (as if another tool edited the chain mid-apply)
-        from nodewall.backends import iptables as ipt
+        from nodewall.backends.iptables import backend as ipt
 
         monkeypatch.setattr(ipt, "_verify", lambda *a: ["injected: read-back differs"])
         changed = policy_for(("10.77.0.4/32",))

@@ -19,10 +19,11 @@ from collections.abc import Iterator
 import pytest
 from test_iptables_backend import inside, need_kernel, policy_for, save_lines, sh
 
-from nodewall.backends import xtables
 from nodewall.backends.auto import AutoBackend, choose
 from nodewall.backends.base import BackendError
-from nodewall.backends.iptables import IptablesBackend
+from nodewall.backends.iptables import xtables
+from nodewall.backends.iptables.backend import IptablesBackend
+from nodewall.backends.registry import get_backend
 
 pytestmark = pytest.mark.kernel
 
@@ -161,7 +162,7 @@ def test_auto_picks_and_says_why(netns: str) -> None:
         sh("iptables-nft", "-A", "INPUT", "-p", "tcp", "--dport", "1", "-j", "ACCEPT")
         name, why = choose()
         assert name == "iptables" and "already runs iptables rules (iptables-nft)" in why
-        auto = AutoBackend()
+        auto = AutoBackend(get_backend)
         result = auto.apply(policy)
         assert (result.backend, auto.chosen) == ("iptables", "iptables")
         sh("iptables-nft", "-D", "INPUT", "-p", "tcp", "--dport", "1", "-j", "ACCEPT")

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from kspecs import policy, public
 from netns import Topology, entered, sh
 
-from nodewall.backends import nftwire
-from nodewall.backends.nftables import NftablesBackend, render
+from nodewall.backends.nftables import wire as nftwire
+from nodewall.backends.nftables.backend import NftablesBackend, render
 from nodewall.compiler.node import compile_node
 from nodewall.policy.model import NodePolicy
 from nodewall.spec.load import load_spec

@@ -2,22 +2,18 @@
 under tests/unit/golden/.
 
 When a change of the compiler, catalogue or plan format is intended, regenerate and review the
-diff before committing:
-
-    NODEWALL_REGEN_GOLDEN=1 .venv/bin/pytest tests/unit/test_golden.py
-    git diff tests/unit/golden/
+diff before committing (`tests/golden.py`).
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from golden import check_golden
 from nodewall.cli.app import app
 
 from .helpers import EXAMPLES
@@ -27,7 +23,6 @@ GOLDEN = {
     "pg-public.pg-prod-1.json": ("pg-public.yaml", "pg-prod-1"),
     "kafka-vpc.kafka-events-1.json": ("kafka-vpc.yaml", "kafka-events-1"),
 }
-REGEN = os.environ.get("NODEWALL_REGEN_GOLDEN") == "1"
 
 
 @pytest.mark.parametrize("golden", sorted(GOLDEN))
@@ -37,20 +32,8 @@ def test_plan_json_matches_the_golden_file(golden: str) -> None:
                                       "--format", "json"])
     assert result.exit_code == 0, f"plan {example} --node {node}: {result.output[-2000:]}"
     actual = json.loads(result.output)
-    path = GOLDEN_DIR / golden
     text = json.dumps(actual, indent=2, sort_keys=True) + "\n"
-    if REGEN:
-        path.write_text(text)
-        pytest.skip(f"regenerated {path.name}; review `git diff {path}`")
-    assert path.exists(), (f"{path} missing; create it with NODEWALL_REGEN_GOLDEN=1 "
-                           f".venv/bin/pytest {Path(__file__).name}")
-    expected = json.loads(path.read_text())
-    if actual != expected:
-        diff = "".join(difflib.unified_diff(
-            path.read_text().splitlines(keepends=True), text.splitlines(keepends=True),
-            fromfile=f"golden/{golden}", tofile=f"plan {example} --node {node}", n=2))
-        pytest.fail(f"plan of {node} differs from golden/{golden} (if intended, regenerate "
-                    f"with NODEWALL_REGEN_GOLDEN=1 and review):\n{diff[:6000]}")
+    check_golden(GOLDEN_DIR / golden, text, f"plan {example} --node {node}")
 
 
 def test_golden_files_hold_what_the_spec_promises() -> None:

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from nodewall.backends import ipset, xtables
 from nodewall.backends.base import BackendError
-from nodewall.backends.iptables import (
+from nodewall.backends.iptables import ipset, xtables
+from nodewall.backends.iptables.backend import (
     FIRST,
     comment,
     family_chains,
@@ -156,7 +156,7 @@ def test_set_members_never_carry_more_than_an_address(bad: str) -> None:
 
 
 def test_cut_is_skipped_only_when_sets_grow_under_accept_rules() -> None:
-    from nodewall.backends.iptables import KernelState, _only_widens
+    from nodewall.backends.iptables.backend import KernelState, _only_widens
 
     policy = small_policy()
     names = {"clients_v4": "nodewall-clients_v4", "peers_v6": "nodewall-peers_v6"}

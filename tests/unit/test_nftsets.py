@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodewall.backends.nftrender import merge_spans, parse_spans, set_prefixes
-from nodewall.backends.nftsets import Elements, element
+from nodewall.backends.nftables.render import merge_spans, parse_spans, set_prefixes
+from nodewall.backends.nftables.sets import Elements, element
 
 
 @st.composite
@@ -136,7 +136,7 @@ def test_dumped_elements_are_cut_back_into_elements(items: list[tuple[bytes, boo
     """`nfnetlink.split_attrs` gives the same elements by its regular expression (sizes known)
     as one by one, whatever bytes the keys hold."""
     from nodewall.backends.netlink import split_attrs
-    from nodewall.backends.nftsets import element_sizes
+    from nodewall.backends.nftables.sets import element_sizes
 
     elements = [element(key, end) for key, end in items]
     data = b"".join(elements)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+from collections.abc import Callable
 
-from nodewall.backends import xtables
 from nodewall.backends.base import ApplyResult, Backend, BackendError, Status
+from nodewall.backends.iptables import xtables
 from nodewall.policy.model import NodePolicy
 
 log = logging.getLogger(__name__)
@@ -46,25 +47,25 @@ def choose() -> tuple[str, str]:
 
 
 class AutoBackend:
-    """A `Backend` that hands every call to the backend `choose` picks (see `chosen`, `why`)."""
+    """A `Backend` that hands every call to the backend `choose` picks (see `chosen`, `why`),
+    made by `make` from its name (`nodewall.backends.registry.get_backend`)."""
 
     name = "auto"
 
-    def __init__(self) -> None:
+    def __init__(self, make: Callable[[str], Backend]) -> None:
+        self._make = make
         self._backend: Backend | None = None
         self.chosen = ""
         self.why = ""
 
     def backend(self) -> Backend:
         if self._backend is None:
-            from nodewall.backends.registry import get_backend
-
             try:
                 self.chosen, self.why = choose()
             except BackendError as exc:
                 raise BackendError(f"--backend auto could not choose: {exc}") from exc
             log.info("--backend auto chose %s: %s", self.chosen, self.why)
-            self._backend = get_backend(self.chosen)
+            self._backend = self._make(self.chosen)
         return self._backend
 
     def render(self, policy: NodePolicy) -> str:

@@ -12,13 +12,13 @@ from nodewall.backends.base import Backend
 
 
 def _nftables() -> Backend:
-    from nodewall.backends.nftables import NftablesBackend
+    from nodewall.backends.nftables.backend import NftablesBackend
 
     return NftablesBackend()
 
 
 def _iptables() -> Backend:
-    from nodewall.backends.iptables import IptablesBackend
+    from nodewall.backends.iptables.backend import IptablesBackend
 
     return IptablesBackend()
 
@@ -26,7 +26,7 @@ def _iptables() -> Backend:
 def _auto() -> Backend:
     from nodewall.backends.auto import AutoBackend
 
-    return AutoBackend()
+    return AutoBackend(get_backend)
 
 
 #: name -> factory; other backends register here ("iptables", "auto").

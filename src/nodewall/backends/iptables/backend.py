@@ -64,9 +64,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from nodewall.backends import ipset, xtables
 from nodewall.backends.base import ApplyResult, BackendError, Status
-from nodewall.backends.xtables import FamilyNum, FilterTable, Variant
+from nodewall.backends.iptables import ipset, xtables
+from nodewall.backends.iptables.xtables import FamilyNum, FilterTable, Variant
 from nodewall.policy.model import ICMP_TYPES, NodePolicy, Rule, check_policy
 
 CHAIN = {"in": "NODEWALL-INPUT", "out": "NODEWALL-OUTPUT"}

@@ -52,11 +52,12 @@ from __future__ import annotations
 import os
 import re
 
-from nodewall.backends import netlink, nftwire
-from nodewall.backends import nfnetlink as nl
+from nodewall.backends import netlink
 from nodewall.backends.base import ApplyResult, BackendError, Status
-from nodewall.backends.nftrender import CHAINS, VERSION_CHAIN, comment, render_text
-from nodewall.backends.nftwire import Image, Plan
+from nodewall.backends.nftables import nfnetlink as nl
+from nodewall.backends.nftables import wire as nftwire
+from nodewall.backends.nftables.render import CHAINS, VERSION_CHAIN, comment, render_text
+from nodewall.backends.nftables.wire import Image, Plan
 from nodewall.gcpause import collector_paused
 from nodewall.policy.model import NodePolicy, check_policy
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nodewall.backends.netlink import attr, string, u32
-from nodewall.backends.nftrender import COMMENT_MAX, comment
+from nodewall.backends.nftables.render import COMMENT_MAX, comment
 from nodewall.policy.model import ICMP_TYPES, Rule
 
 ADDR = {4: (7, 4), 6: (8, 16)}  # family -> (nft datatype ipv4_addr / ipv6_addr, key length)

@@ -23,11 +23,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nodewall.backends import netlink, nftrender
-from nodewall.backends import nfnetlink as nl
+from nodewall.backends import netlink
 from nodewall.backends.netlink import attr, string, u32
-from nodewall.backends.nfnetlink import Message
-from nodewall.backends.nftexpr import (
+from nodewall.backends.nftables import nfnetlink as nl
+from nodewall.backends.nftables import render as nftrender
+from nodewall.backends.nftables.expr import (
     ADDR,
     ANON,
     ANON_BY_TYPE,
@@ -39,8 +39,9 @@ from nodewall.backends.nftexpr import (
     rule_udata,
     verdict,
 )
-from nodewall.backends.nftrender import CHAINS, COMMENT_MAX, TABLE, VERSION_CHAIN
-from nodewall.backends.nftsets import (
+from nodewall.backends.nftables.nfnetlink import Message
+from nodewall.backends.nftables.render import CHAINS, COMMENT_MAX, TABLE, VERSION_CHAIN
+from nodewall.backends.nftables.sets import (
     KEY_SIZE,
     Change,
     Delta,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from operator import ne
 
 from nodewall.backends.netlink import attr, split_attrs, u32
-from nodewall.backends.nftrender import merge_spans, parse_spans
+from nodewall.backends.nftables.render import merge_spans, parse_spans
 
 KEY_SIZE = {4: 4, 6: 16}
 _ELEM_END = u32(3, 1)  # NFT_SET_ELEM_INTERVAL_END

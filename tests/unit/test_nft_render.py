@@ -1,14 +1,15 @@
 """The nftables text itself (no kernel needed): golden renders of the examples, customer text
-never in it, comments sanitised. Regenerate a golden file with NODEWALL_REGOLD=1."""
+never in it, comments sanitised. Goldens: tests/unit/golden/*.nft (`tests/golden.py` says how
+to regenerate them)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from nodewall.backends.nftables import comment, render
+from golden import check_golden
+from nodewall.backends.nftables.backend import comment, render
 from nodewall.compiler.node import compile_node
 from nodewall.spec.load import load_spec, parse_spec
 
@@ -21,10 +22,8 @@ CASES = [("pg-public.yaml", "pg-prod-1"), ("kafka-vpc.yaml", "kafka-events-1"),
 @pytest.mark.parametrize(("example", "node"), CASES)
 def test_golden_render(example: str, node: str) -> None:
     text = render(compile_node(load_spec(ROOT / "examples" / example), node))
-    golden = GOLDEN / f"{Path(example).stem}.{node}.nft"
-    if os.environ.get("NODEWALL_REGOLD"):
-        golden.write_text(text)
-    assert text == golden.read_text(), f"render of {example} --node {node} changed; see {golden}"
+    check_golden(GOLDEN / f"{Path(example).stem}.{node}.nft", text,
+                 f"render {example} --node {node}")
 
 
 def test_customer_descriptions_never_rendered() -> None:

@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from nodewall.backends import xtables
 from nodewall.backends.base import BackendError
+from nodewall.backends.iptables import xtables
 from nodewall.policy.model import AddressSet
 
 PREFIX = "nodewall-"

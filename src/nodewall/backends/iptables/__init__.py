@@ -1,0 +1,2 @@
+"""The iptables + ipset backend: `NODEWALL-` chains and `nodewall-` sets (design note in
+`nodewall.backends.iptables.backend`)."""

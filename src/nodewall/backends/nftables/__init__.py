@@ -1,0 +1,2 @@
+"""The nftables backend: a `NodePolicy` held in one `inet nodewall` table (design note in
+`nodewall.backends.nftables.backend`)."""
