@@ -1,0 +1,1 @@
+"""One module per store revision, applied in order by alembic."""
