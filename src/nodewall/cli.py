@@ -178,8 +178,9 @@ def schema() -> None:
 
 def _register_command_groups() -> None:
     """Add the commands that live in their own modules (each imports its heavy parts lazily)."""
-    from nodewall import cli_kernel, cli_platform
+    from nodewall import cli_agent, cli_kernel, cli_platform
 
+    cli_agent.register(app)
     cli_kernel.register(app)
     cli_platform.register(app)
 

@@ -1,8 +1,11 @@
-"""The `nodewall` console script: the fast path for `nodewall validate SPEC`, typer for the rest.
+"""The `nodewall` console script: fast paths for `nodewall validate SPEC` and `nodewall agent`,
+typer for the rest.
 
 `validate` is what scripts and editors call most, so it runs without loading the CLI framework
-(typer, click, rich): only the spec model and the warnings. Every other command line, including
-`validate --help`, goes through the full CLI in `nodewall.cli`.
+(typer, click, rich): only the spec model and the warnings. `agent` runs for years beside a
+customer's database, so it never loads the CLI framework either (its options are argparse, in
+`nodewall.agent.options`). Every other command line, including `validate --help`, goes through
+the full CLI in `nodewall.cli`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ def main() -> None:
     args = sys.argv[1:]
     if len(args) == 2 and args[0] == "validate" and not args[1].startswith("-"):
         sys.exit(run_validate(Path(args[1])))
+    if args[:1] == ["agent"]:
+        from nodewall.agent.main import main as agent_main
+
+        sys.exit(agent_main(args[1:]))
     from nodewall.cli import app
 
     app(prog_name="nodewall")
