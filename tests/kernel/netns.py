@@ -95,6 +95,8 @@ def kernel_ready() -> str | None:
 class Topology:
     prefix: str = field(default_factory=lambda: f"nwn{secrets.token_hex(2)}")
     namespaces: list[str] = field(default_factory=list)
+    #: role -> (IPv4, IPv6) of each host namespace on the segment (default: `HOSTS`)
+    hosts: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(HOSTS))
 
     def ns(self, role: str) -> str:
         return f"{self.prefix}-{role}"
@@ -104,7 +106,7 @@ class Topology:
         self._add_ns(switch)
         sh("ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "0", ns=switch)
         sh("ip", "link", "set", "br0", "up", ns=switch)
-        for index, (role, (v4, v6)) in enumerate(HOSTS.items()):
+        for index, (role, (v4, v6)) in enumerate(self.hosts.items()):
             host = self.ns(role)
             self._add_ns(host)
             outer, inner = f"{self.prefix}s{index}", f"{self.prefix}h{index}"

@@ -30,7 +30,7 @@ MAY_IMPORT: dict[str, set[str]] = {
             "agent", "errors", "gcpause", "__init__"},
 }
 #: The agent's serverless mode (`--spec FILE`) compiles a spec file itself, lazily.
-SPEC_MODE = {"agent.specmode", "agent.spec_mode", "agent.specfile"}
+SPEC_MODE = {"agent.specsource"}
 
 
 def _modules() -> dict[str, Path]:
@@ -83,7 +83,7 @@ def test_no_import_circle() -> None:
             if dep not in MODULES:
                 continue
             if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):] + [dep]
+                cycle = [*stack[stack.index(dep):], dep]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep)

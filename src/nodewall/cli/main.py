@@ -1,7 +1,9 @@
 """The `nodewall` console script: fast paths first, then the typer app for everything else.
 
 `nodewall validate SPEC` (what scripts and editors call most) runs without typer, click or rich
-(`nodewall.cli.validate`); every other command line, `validate --help` included, goes through
+(`nodewall.cli.validate`); so does `nodewall agent` (its options are argparse, in
+`nodewall.agent.options`: it runs for years beside a customer's database and imports only what it
+needs). Every other command line, `validate --help` included, goes through
 `nodewall.cli.app`, imported only then because building it costs a few tens of milliseconds.
 """
 
@@ -17,6 +19,10 @@ def main() -> None:
         from nodewall.cli.validate import run_validate
 
         sys.exit(run_validate(Path(args[1])))
+    if args[:1] == ["agent"]:  # runs for years beside a customer's database: no CLI framework
+        from nodewall.agent.main import main as agent_main
+
+        sys.exit(agent_main(args[1:]))
     from nodewall.cli.app import app
 
     app(prog_name="nodewall")
