@@ -37,6 +37,7 @@ NEWRULE, GETRULE, DELRULE = 6, 7, 8
 NEWSET, GETSET, DELSET = 9, 10, 11
 NEWSETELEM, GETSETELEM, DELSETELEM = 12, 13, 14
 GETGEN = 16
+GETOBJ, GETFLOWTABLE = 19, 23
 
 _NFGENMSG = struct.Struct("!BBH")
 _PAYLOAD = netlink.NLMSGHDR.size + _NFGENMSG.size  # where an answer's attributes start
@@ -57,6 +58,15 @@ class Message:
     body: bytes
     what: str
     flags: int = NLM_F_CREATE
+
+
+@dataclass(frozen=True)
+class Dump:
+    """The answers to one dump: (family, attributes after nfgenmsg) each, in the kernel's
+    order; `interrupted` when the kernel flagged a part NLM_F_DUMP_INTR."""
+
+    answers: list[tuple[int, bytes]]
+    interrupted: bool
 
 
 def _nfgen(family: int, res_id: int = 0) -> bytes:
@@ -116,6 +126,14 @@ class NfSocket(netlink.Socket):
         object does not exist."""
         answers = self.ask((NFNL_SUBSYS_NFTABLES << 8) | kind, _nfgen(family) + body, dump=dump)
         return [answer[_PAYLOAD:] for answer in answers]
+
+    def dump(self, kind: int, family: int, body: bytes) -> Dump:
+        """Every answer to one GET dump: its family and attributes, and whether the kernel
+        flagged any part of it interrupted (a commit by anyone between its parts)."""
+        answers = self.ask((NFNL_SUBSYS_NFTABLES << 8) | kind, _nfgen(family) + body, dump=True)
+        interrupted = any(netlink.NLMSGHDR.unpack_from(a)[2] & netlink.NLM_F_DUMP_INTR
+                          for a in answers)
+        return Dump([(a[netlink.NLMSGHDR.size], a[_PAYLOAD:]) for a in answers], interrupted)
 
     def generation(self) -> int:
         """The ruleset generation: every commit by anyone, in any table, changes it."""

@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nodewall.backends import netlink, nftrender
+from nodewall.backends import netlink, nftdump, nftrender
 from nodewall.backends import nfnetlink as nl
 from nodewall.backends.netlink import attr, string, u32
 from nodewall.backends.nfnetlink import Message
@@ -51,7 +51,7 @@ from nodewall.backends.nftsets import (
 )
 from nodewall.policy import NodePolicy, Rule
 
-NFPROTO_INET = 1
+NFPROTO_INET = nftdump.NFPROTO_INET
 TABLE_COMMENT = "managed by nodewall: do not edit"
 _HOOKS = {"input": 1, "output": 3}  # NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT
 _SET_UDATA = bytes.fromhex("000402000000")  # key byte order: big endian
@@ -83,6 +83,7 @@ class Image:
     elements: dict[str, Elements] = field(default_factory=dict)
     chains: dict[str, tuple[int, ...]] = field(default_factory=dict)
     rules: dict[str, list[RuleImage]] = field(default_factory=dict)
+    extras: tuple[str, ...] = ()  # stateful objects and flowtables (nodewall makes none)
     # what `build` made the base chains from, kept for the next build (not compared)
     source: tuple[Rule, ...] | None = field(default=None, compare=False)
     lines: dict[str, list[RuleLine]] = field(default_factory=dict, compare=False)
@@ -90,7 +91,7 @@ class Image:
 
     def skeleton(self) -> tuple[object, ...]:
         rules = {k: v for k, v in self.rules.items() if k != VERSION_CHAIN}
-        return self.comment, self.sets, self.chains, rules
+        return self.comment, self.sets, self.chains, rules, self.extras
 
     def digests(self) -> str:
         """What the version rule records of the table: rule count and digest per base chain,
@@ -101,6 +102,8 @@ class Image:
         rest = [self.comment, sorted(self.sets.items()),
                 sorted((k, len(v), v.digest) for k, v in self.elements.items()),
                 sorted(c for c in self.chains if c not in (*CHAINS, VERSION_CHAIN))]
+        if self.extras:  # only then: the digest of a table without any stays as it was
+            rest.append(self.extras)
         return " ".join([*parts, f"sets={_digest(rest)}"])
 
 
@@ -352,14 +355,15 @@ def update_batch(have: Image, plan: Plan) -> list[Message]:
 
 
 def read_image(sock: nl.NfSocket) -> Image | None:
-    """The kernel's `inet nodewall` table as an image; None when there is none."""
+    """The kernel's `inet nodewall` table as an image; None when there is none. Only objects
+    of that table are read, whatever else the kernel holds (see `nftdump`)."""
     tables = sock.request(nl.GETTABLE, NFPROTO_INET, _t(), dump=False)
     if not tables:
         return None
-    image = Image(comment=netlink.parse_attrs(tables[0]).get(6, b""))
+    image = Image(comment=netlink.parse_attrs(tables[0]).get(6, b""),
+                  extras=nftdump.extras(sock))
     anon: dict[str, Anon] = {}
-    for payload in sock.request(nl.GETSET, NFPROTO_INET, _t(), dump=True):
-        a = netlink.parse_attrs(payload)
+    for a in nftdump.ours(sock, nl.GETSET):
         name = netlink.text(a[2])
         set_header = (netlink.be32(a[3]) if 3 in a else 0, netlink.be32(a[4]), netlink.be32(a[5]),
                       a.get(13, b""))
@@ -373,8 +377,7 @@ def read_image(sock: nl.NfSocket) -> Image | None:
             family = 6 if set_header[2] == 16 else 4
             image.elements[name] = Elements.from_dump(family,
                                                       not set_header[0] & _SET_INTERVAL, dumped)
-    for payload in sock.request(nl.GETCHAIN, NFPROTO_INET, _t(), dump=True):
-        a = netlink.parse_attrs(payload)
+    for a in nftdump.ours(sock, nl.GETCHAIN):
         header: tuple[int, ...] = ()
         if 4 in a:
             hook = netlink.parse_attrs(a[4])
@@ -382,30 +385,41 @@ def read_image(sock: nl.NfSocket) -> Image | None:
             header = (netlink.be32(hook[1]), prio, netlink.be32(a[5]) if 5 in a else 1)
         image.chains[netlink.text(a[3])] = header
         image.rules[netlink.text(a[3])] = []
-    for payload in sock.request(nl.GETRULE, NFPROTO_INET, _t(), dump=True):
-        a = netlink.parse_attrs(payload)
+    for chain, rule in read_rules(sock, anon):
+        image.rules.setdefault(chain, []).append(rule)
+    return image
+
+
+def read_rules(sock: nl.NfSocket, anon: dict[str, Anon] | None = None, chain: str | None = None
+               ) -> list[tuple[str, RuleImage]]:
+    """(chain, rule) of each rule of nodewall's table (of `chain` only, when given), in order;
+    lookups of the anonymous sets in `anon` as their markers."""
+    extra = string(2, chain) if chain is not None else b""
+    out = []
+    for a in nftdump.ours(sock, nl.GETRULE, extra):
         exprs = []
         for _, item in netlink.iter_attrs(a.get(4, b"")):
             e = netlink.parse_attrs(item)
             name, data = netlink.text(e[1]), e.get(2, b"")
-            if name == "lookup":
+            if name == "lookup" and anon:
                 target = netlink.text(netlink.parse_attrs(data).get(1, b""))
                 if target in anon:
                     exprs.append(anon[target].marker())
                     continue
             exprs.append(_normal(name, data))
-        image.rules.setdefault(netlink.text(a[2]), []).append((tuple(exprs), a.get(7, b"")))
-    return image
+        held = netlink.text(a.get(2, b""))
+        if chain is None or held == chain:
+            out.append((held, (tuple(exprs), a.get(7, b""))))
+    return out
 
 
 def read_elements(sock: nl.NfSocket, name: str) -> bytes:
     """A set's elements as the kernel dumps them: whole list items (see `nftsets`), back to
     back, in the kernel's order."""
-    body = _t() + string(2, name)
     parts = []
-    for payload in sock.request(nl.GETSETELEM, NFPROTO_INET, body, dump=True):
-        listed = netlink.parse_attrs(payload).get(3)
-        if listed:
+    for a in nftdump.ours(sock, nl.GETSETELEM, string(2, name)):
+        listed = a.get(3)
+        if listed and netlink.text(a.get(2, b"")) == name:
             parts.append(listed)
     return b"".join(parts)
 
@@ -420,6 +434,8 @@ def describe_drift(want: Image, have: Image) -> list[str]:
     found = []
     if want.comment != have.comment:
         found.append("table: comment changed")
+    found += [f"{extra}: extra (not made by nodewall)" for extra in have.extras
+              if extra not in want.extras]
     for kind, want_d, have_d in (("set", want.sets, have.sets),
                                  ("chain", want.chains, have.chains)):
         for name in sorted(set(want_d) | set(have_d)):
