@@ -21,7 +21,6 @@ from collections.abc import Iterable, Iterator
 NETLINK_ROUTE, NETLINK_NETFILTER = 0, 12
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-NLM_F_DUMP_INTR = 0x10  # a dump part made after the data changed since the first part
 NLM_F_DUMP = 0x300
 NLM_F_CREATE = 0x400
 NLA_F_NESTED = 0x8000

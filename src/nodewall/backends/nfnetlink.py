@@ -60,15 +60,6 @@ class Message:
     flags: int = NLM_F_CREATE
 
 
-@dataclass(frozen=True)
-class Dump:
-    """The answers to one dump: (family, attributes after nfgenmsg) each, in the kernel's
-    order; `interrupted` when the kernel flagged a part NLM_F_DUMP_INTR."""
-
-    answers: list[tuple[int, bytes]]
-    interrupted: bool
-
-
 def _nfgen(family: int, res_id: int = 0) -> bytes:
     return _NFGENMSG.pack(family, 0, res_id)
 
@@ -127,13 +118,11 @@ class NfSocket(netlink.Socket):
         answers = self.ask((NFNL_SUBSYS_NFTABLES << 8) | kind, _nfgen(family) + body, dump=dump)
         return [answer[_PAYLOAD:] for answer in answers]
 
-    def dump(self, kind: int, family: int, body: bytes) -> Dump:
-        """Every answer to one GET dump: its family and attributes, and whether the kernel
-        flagged any part of it interrupted (a commit by anyone between its parts)."""
+    def dump(self, kind: int, family: int, body: bytes) -> list[tuple[int, bytes]]:
+        """(family, attributes after nfgenmsg) of each answer to one GET dump, in the
+        kernel's order; [] when the object asked about does not exist."""
         answers = self.ask((NFNL_SUBSYS_NFTABLES << 8) | kind, _nfgen(family) + body, dump=True)
-        interrupted = any(netlink.NLMSGHDR.unpack_from(a)[2] & netlink.NLM_F_DUMP_INTR
-                          for a in answers)
-        return Dump([(a[netlink.NLMSGHDR.size], a[_PAYLOAD:]) for a in answers], interrupted)
+        return [(answer[netlink.NLMSGHDR.size], answer[_PAYLOAD:]) for answer in answers]
 
     def generation(self) -> int:
         """The ruleset generation: every commit by anyone, in any table, changes it."""

@@ -32,12 +32,16 @@ so the error names the object and the rule line. An in-place change from the ima
 object verified is sent for that image's generation (`NFNL_BATCH_GENID`): the kernel commits it
 only if nobody committed meanwhile, the check and the commit being one step, so afterwards the
 kernel holds that image plus this batch, and reading the version chain back confirms it; if
-somebody did commit, the kernel refuses the batch and the change is worked out again from a
-fresh read. Any other commit (a full replacement, a change worked out from a read) is followed
-by a read-back of the whole table, compared with the intended image. Any difference raises
-`BackendError`. Then the conntrack cut (`nodewall.backends.conntrack`), skipped when the change
-only added networks to sets that only accept rules use. The cyclic garbage collector is held off
-during an apply (tens of thousands of element objects are made; `nodewall.gcpause`).
+somebody did commit (another tool in its own table, most likely), the kernel refuses the batch
+and the change is worked out again from a fresh read and sent without a generation, so the redo
+cannot be refused the same way. Any other commit (a full replacement, a change worked out from
+a read) is followed by a read-back of the whole table, compared with the intended image. Any
+difference raises `BackendError`. Every read sees table `inet nodewall` only: the kernel's
+dumps are filtered client-side by family and table (`nodewall.backends.nftdump`; a chain dump
+answers every table's chains). Then the conntrack cut (`nodewall.backends.conntrack`), skipped
+when the change only added networks to sets that only accept rules use. The cyclic garbage
+collector is held off during an apply (tens of thousands of element objects are made;
+`nodewall.gcpause`).
 
 Threads and namespaces. One netlink socket per backend object; it belongs to the network
 namespace of the thread that opened it and is reopened when the calling thread is in another.

@@ -10,8 +10,10 @@ An `Image` is what a table holds, normalised so that the one built from a policy
 the one read from the kernel (`read_image`) compare equal exactly when the kernel holds the
 policy: set headers, each set's elements (the element attributes as the kernel dumps them),
 chain headers, and each chain's rules (expression bytes as the kernel dumps them, counter
-values left out, an anonymous set named by its contents). Expressions are encoded in the
-kernel's own dump layout for that reason.
+values left out, an anonymous set named by its contents), and any stateful objects or
+flowtables (nodewall makes none). Expressions are encoded in the kernel's own dump layout for
+that reason. `read_image` reads table `inet nodewall` and nothing of any other table
+(`nftdump` filters every dump).
 
 A set's elements are `nftsets.Elements`; `build` given the image last applied changes only the
 sets whose networks changed, locally, and records the element deltas to send.
@@ -357,11 +359,10 @@ def update_batch(have: Image, plan: Plan) -> list[Message]:
 def read_image(sock: nl.NfSocket) -> Image | None:
     """The kernel's `inet nodewall` table as an image; None when there is none. Only objects
     of that table are read, whatever else the kernel holds (see `nftdump`)."""
-    tables = sock.request(nl.GETTABLE, NFPROTO_INET, _t(), dump=False)
-    if not tables:
+    table = nftdump.one(sock, nl.GETTABLE, b"")
+    if table is None:
         return None
-    image = Image(comment=netlink.parse_attrs(tables[0]).get(6, b""),
-                  extras=nftdump.extras(sock))
+    image = Image(comment=table.get(6, b""), extras=nftdump.extras(sock))
     anon: dict[str, Anon] = {}
     for a in nftdump.ours(sock, nl.GETSET):
         name = netlink.text(a[2])
@@ -378,16 +379,24 @@ def read_image(sock: nl.NfSocket) -> Image | None:
             image.elements[name] = Elements.from_dump(family,
                                                       not set_header[0] & _SET_INTERVAL, dumped)
     for a in nftdump.ours(sock, nl.GETCHAIN):
-        header: tuple[int, ...] = ()
-        if 4 in a:
-            hook = netlink.parse_attrs(a[4])
-            prio = int.from_bytes(hook[2][:4], "big", signed=True)
-            header = (netlink.be32(hook[1]), prio, netlink.be32(a[5]) if 5 in a else 1)
-        image.chains[netlink.text(a[3])] = header
+        image.chains[netlink.text(a[3])] = _chain_header(a)
         image.rules[netlink.text(a[3])] = []
     for chain, rule in read_rules(sock, anon):
+        if chain not in image.chains:  # skipped by a chain dump resumed after another commit
+            found = nftdump.one(sock, nl.GETCHAIN, string(3, chain))
+            if found is not None:
+                image.chains[chain] = _chain_header(found)
         image.rules.setdefault(chain, []).append(rule)
     return image
+
+
+def _chain_header(a: dict[int, bytes]) -> tuple[int, ...]:
+    """A dumped chain's (hook, priority, policy), or () for a regular chain."""
+    if 4 not in a:
+        return ()
+    hook = netlink.parse_attrs(a[4])
+    prio = int.from_bytes(hook[2][:4], "big", signed=True)
+    return netlink.be32(hook[1]), prio, netlink.be32(a[5]) if 5 in a else 1
 
 
 def read_rules(sock: nl.NfSocket, anon: dict[str, Anon] | None = None, chain: str | None = None
