@@ -245,6 +245,8 @@ _LOOP = """n=0
     echo "add element inet nwn_busy seen { 10.77.$((n / 250 % 250)).$((n % 250)) }"
     echo "flush chain inet nwn_busy work"
     echo "add rule inet nwn_busy work ip saddr 10.77.0.1 counter"
+    echo "add chain inet nwn_busy passing"
+    echo "delete chain inet nwn_busy passing"
     [ $((n % 50)) -ne 0 ] || echo "$n" > "$1/progress"
   done
   echo "$n" > "$1/sent"
@@ -254,9 +256,11 @@ _LOOP = """n=0
 
 class Busy:
     """A neighbour committing to its own table (`inet nwn_busy`) as fast as `nft -i` runs
-    commands (each line its own transaction, three a round: add an element, flush a chain,
-    add a rule), until `stop`, which returns (rounds sent, rounds committed, nft's errors):
-    each round adds a new element, so the set's size counts the rounds committed."""
+    commands (each line its own transaction, five a round: add an element, flush a chain, add
+    a rule, add a chain and delete it), until `stop`, which returns (rounds sent, rounds
+    committed, nft's errors): each round adds a new element, so the set's size counts the
+    rounds committed. Its table holds enough chains that a chain dump of the family comes in
+    several parts, which the chain coming and going shifts (see `nodewall.backends.nftdump`)."""
 
     def __init__(self, ns: str, workdir: Path) -> None:
         self.ns, self.workdir = ns, workdir
@@ -285,6 +289,9 @@ class Busy:
 def busy(ns: str, workdir: Path) -> Iterator[Busy]:
     """`Busy` on table `inet nwn_busy` (loaded here), started; stopped and removed after."""
     with nft_tables(ns, "inet_busy"):
+        idle = "".join(f"add chain inet nwn_busy idle{i:03d}\n" for i in range(400))
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=idle, text=True,
+                       check=True)
         loop = Busy(ns, workdir)
         loop.start()
         try:

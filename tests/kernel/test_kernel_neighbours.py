@@ -140,9 +140,9 @@ def test_firewalld_neighbour(nft_node: Node, tmp_path: Path) -> None:
 
 def test_neighbour_committing_in_a_loop(nft_node: Node, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """30 in-place changes while another tool commits to its own table as fast as `nft`
-    runs: each apply ends verified (it raises otherwise) and holds the policy, and every
-    commit of the neighbour succeeds."""
+    """30 in-place changes while another tool commits to its own table as fast as `nft -i`
+    runs (elements, rules, a chain coming and going among 400): each apply ends verified (it
+    raises otherwise) and holds the policy, and every commit of the neighbour succeeds."""
     ns = nft_node.ns
     nft_node.apply(policy(NARROW))
     outcomes: list[str] = []
@@ -176,7 +176,7 @@ def test_neighbour_committing_in_a_loop(nft_node: Node, tmp_path: Path,
     assert sent >= 100, f"the neighbour committed only {sent} rounds"
     assert verdicts(nft_node) == ("open", "refused")
     assert nft_node.status().drift == ()
-    print(f"neighbour rounds {sent} (3 commits each); nodewall batches: "
+    print(f"neighbour rounds {sent} (5 commits each); nodewall batches: "
           f"{ {o: outcomes.count(o) for o in set(outcomes)} }")
 
 
