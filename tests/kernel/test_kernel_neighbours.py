@@ -39,6 +39,7 @@ from test_kernel_wire import check_kernel_holds
 from nodewall.backends import nfnetlink, nftdump, nftwire
 from nodewall.backends.nftables import NftablesBackend
 
+CLOSED_PORT = 30287
 NARROW = public()
 WIDE = public(ip_filter=["203.0.113.0/24", "2001:db8:1::/48", "192.0.2.99/32"])
 
@@ -59,10 +60,12 @@ def nodewall_cli(ns: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False)
 
 
-def verdicts(node: Node) -> tuple[str, str]:
-    """(office, internet) connecting to the PostgreSQL port."""
-    return tuple(probe(node.topo.ns(role), HOSTS[role][0], node.v4, "tcp", PG_PORT)
-                 for role in ("office", "internet"))  # type: ignore[return-value]
+def verdicts(node: Node) -> tuple[str, ...]:
+    """The office and the internet host connecting to the PostgreSQL port, and the office to
+    a port nodewall keeps closed (a listener waits on each)."""
+    return tuple(probe(node.topo.ns(role), HOSTS[role][0], node.v4, "tcp", port)
+                 for role, port in (("office", PG_PORT), ("internet", PG_PORT),
+                                    ("office", CLOSED_PORT)))
 
 
 def journey(node: Node, tmp_path: Path, tables: list[str],
@@ -88,10 +91,10 @@ def journey(node: Node, tmp_path: Path, tables: list[str],
         assert listing(ns) == before, "the neighbour's tables changed"
 
     apply(NARROW, "ruleset updated")
-    assert verdicts(node) == ("open", "refused")
+    assert verdicts(node) == ("open", "refused", "refused")
     apply(NARROW, "unchanged")
     apply(WIDE, "set elements updated")  # a new process: from a fresh read of the kernel
-    assert verdicts(node) == ("open", "open")
+    assert verdicts(node) == ("open", "open", "refused")
     for spec in (NARROW, WIDE):  # a backend object: fresh read, then from what it verified
         result = node.apply(policy(spec))
         assert result.changed and result.incremental
@@ -174,7 +177,7 @@ def test_neighbour_committing_in_a_loop(nft_node: Node, tmp_path: Path,
     assert not errors and committed == sent, f"{sent} rounds sent, {committed} committed: " \
         f"{errors}"
     assert sent >= 100, f"the neighbour committed only {sent} rounds"
-    assert verdicts(nft_node) == ("open", "refused")
+    assert verdicts(nft_node) == ("open", "refused", "refused")
     assert nft_node.status().drift == ()
     print(f"neighbour rounds {sent} (5 commits each); nodewall batches: "
           f"{ {o: outcomes.count(o) for o in set(outcomes)} }")
