@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Set up nodewall on a bare Debian machine, as root: the kernel tools the backends drive, the
-# PostgreSQL server the store tests start, and the Python environment in .venv.
+# PostgreSQL server the store tests start, firewalld and D-Bus (the kernel tests run firewalld
+# inside a test namespace as a neighbour of nodewall's table; it is never started on the host),
+# and the Python environment in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nftables libnftables1 iptables ipset conntrack iproute2 procps util-linux postgresql)
+packages=(nftables libnftables1 iptables ipset conntrack iproute2 procps util-linux postgresql
+          firewalld dbus-daemon dbus-bin)
 if [ "$(id -u)" = 0 ]; then
     missing=()
     for p in "${packages[@]}"; do
@@ -13,6 +16,11 @@ if [ "$(id -u)" = 0 ]; then
     if [ "${#missing[@]}" -gt 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -q
+        if [ -d /run/systemd/system ] && [[ " ${missing[*]} " == *" firewalld "* ]]; then
+            # A host running systemd would start firewalld on the host's own firewall: mask it
+            # first (the tests start their own firewalld in a namespace).
+            systemctl mask firewalld.service
+        fi
         apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi
 else

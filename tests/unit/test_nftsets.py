@@ -1,5 +1,5 @@
-"""Set elements as the kernel holds them (`nodewall.backends.nftsets`): a local change of a few
-networks must give exactly the elements, prefixes and digest of building the new set whole,
+"""Set elements as the kernel holds them (`nodewall.backends.nftables.sets`): a local change of
+a few networks must give exactly the elements, prefixes and digest of building the new set whole,
 and deltas that turn the old elements into the new ones. No kernel needed."""
 
 from __future__ import annotations

@@ -32,12 +32,16 @@ so the error names the object and the rule line. An in-place change from the ima
 object verified is sent for that image's generation (`NFNL_BATCH_GENID`): the kernel commits it
 only if nobody committed meanwhile, the check and the commit being one step, so afterwards the
 kernel holds that image plus this batch, and reading the version chain back confirms it; if
-somebody did commit, the kernel refuses the batch and the change is worked out again from a
-fresh read. Any other commit (a full replacement, a change worked out from a read) is followed
-by a read-back of the whole table, compared with the intended image. Any difference raises
-`BackendError`. Then the conntrack cut (`nodewall.backends.conntrack`), skipped when the change
-only added networks to sets that only accept rules use. The cyclic garbage collector is held off
-during an apply (tens of thousands of element objects are made; `nodewall.gcpause`).
+somebody did commit (another tool in its own table, most likely), the kernel refuses the batch
+and the change is worked out again from a fresh read and sent without a generation, so the redo
+cannot be refused the same way. Any other commit (a full replacement, a change worked out from
+a read) is followed by a read-back of the whole table, compared with the intended image. Any
+difference raises `BackendError`. Every read sees table `inet nodewall` only: the kernel's
+dumps are filtered client-side by family and table (`nodewall.backends.nftables.dump`; a chain dump
+answers every table's chains). Then the conntrack cut (`nodewall.backends.conntrack`), skipped
+when the change only added networks to sets that only accept rules use. The cyclic garbage
+collector is held off during an apply (tens of thousands of element objects are made;
+`nodewall.gcpause`).
 
 Threads and namespaces. One netlink socket per backend object; it belongs to the network
 namespace of the thread that opened it and is reopened when the calling thread is in another.
@@ -115,11 +119,12 @@ class NftablesBackend:
         with collector_paused():  # elements by the ten thousand (see `nodewall.gcpause`)
             return self._apply(policy)
 
-    def _apply(self, policy: NodePolicy, retry: bool = True) -> ApplyResult:
+    def _apply(self, policy: NodePolicy, fresh: bool = False) -> ApplyResult:
+        """`fresh`: work from a read of the kernel, whatever this object remembers."""
         check_policy(policy)
         sock = self._socket()
         generation = sock.generation()
-        last = self._last if generation == self._last_generation else None
+        last = self._last if generation == self._last_generation and not fresh else None
         self._last = None  # from here on `last` may be taken over by the new plan
         have = last if last is not None else self._read(sock)
         plan = nftwire.build(policy, last)
@@ -136,10 +141,10 @@ class NftablesBackend:
         try:
             sock.transaction(batch, generation if vouched else None)
         except nl.GenerationChanged:
-            if not retry:
-                raise BackendError("nftables apply failed: the ruleset kept changing under it; "
-                                   "the kernel keeps its previous ruleset") from None
-            return self._apply(policy, retry=False)  # from a fresh read of the kernel
+            # Somebody committed (most likely in another table) between the look at the
+            # generation and the batch. Redo from a fresh read: that batch carries no
+            # generation, so it cannot meet this again, and it is verified by a full read-back.
+            return self._apply(policy, fresh=True)
         except netlink.NetlinkError as exc:
             what = batch[exc.index].what if 0 <= exc.index < len(batch) else "the batch"
             raise BackendError(f"nftables apply failed; the kernel keeps its previous ruleset:"
@@ -160,12 +165,13 @@ class NftablesBackend:
         if generation is not None and _version_rules(sock) == plan.image.rules[VERSION_CHAIN]:
             self._remember(plan.image, generation)
             return
+        before = sock.generation()  # taken first: a commit during the read moves it on
         got = self._read(sock)
         if got != plan.image:
             drift = nftwire.describe_drift(plan.image, got) if got else ["table missing"]
             raise BackendError("nftables read-back differs from the rendered policy:\n"
                                + "\n".join(drift))
-        self._remember(plan.image, sock.generation())
+        self._remember(plan.image, before)
 
     def _remember(self, image: Image, generation: int) -> None:
         self._last, self._last_generation = image, generation
@@ -197,18 +203,10 @@ class NftablesBackend:
 
 
 def _version_rules(sock: nl.NfSocket) -> list[nftwire.RuleImage] | None:
-    body = netlink.string(1, "nodewall") + netlink.string(2, VERSION_CHAIN)
     try:
-        payloads = sock.request(nl.GETRULE, nftwire.NFPROTO_INET, body, dump=True)
+        return [rule for _, rule in nftwire.read_rules(sock, chain=VERSION_CHAIN)]
     except OSError:
         return None
-    rules = []
-    for payload in payloads:
-        a = netlink.parse_attrs(payload)
-        exprs = tuple((netlink.text(e[1]), e.get(2, b"")) for e in
-                      (netlink.parse_attrs(item) for _, item in netlink.iter_attrs(a.get(4, b""))))
-        rules.append((exprs, a.get(7, b"")))
-    return rules
 
 
 def _digest_drift(recorded: str, actual: str) -> list[str]:
@@ -227,7 +225,7 @@ def _digest_drift(recorded: str, actual: str) -> list[str]:
             else:
                 drift.append(f"chain {chain}: rules changed")
     if want.get("sets") != have.get("sets"):
-        drift.append("sets, set elements or extra chains changed")
+        drift.append("sets, set elements, extra chains or objects changed")
     return drift
 
 
@@ -261,6 +259,7 @@ def _only_widens(have: Image | None, plan: Plan, policy: NodePolicy) -> bool:
 
 def _updatable(have: Image, want: Image) -> bool:
     """True when the table can be brought to `want` in place: same comment, same base chain
-    hooks. Then sets that stay are never recreated (see `nftwire.update_batch`)."""
-    return have.comment == want.comment and all(
+    hooks, no objects or flowtables nodewall did not make (a replacement removes those).
+    Then sets that stay are never recreated (see `nftwire.update_batch`)."""
+    return have.comment == want.comment and have.extras == want.extras and all(
         have.chains.get(c) == want.chains[c] for c in CHAINS)

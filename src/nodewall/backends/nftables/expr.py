@@ -1,5 +1,5 @@
 """Policy rules as nf_tables bytecode: the expressions `nft` emits for each rule line of
-`nodewall.backends.nftrender`, in the layout the kernel dumps them back.
+`nodewall.backends.nftables.render`, in the layout the kernel dumps them back.
 
 A rule line becomes a list of parts: (expression name, expression attributes) pairs, or an
 `Anon` for an anonymous set it looks up (`tcp dport { 22, 80 }`), which the batch creates just

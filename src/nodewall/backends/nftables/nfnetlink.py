@@ -3,7 +3,7 @@
 The nftables backend uses this for its hot paths (a full apply of 8000 elements, a one-element
 update, the read-back that verifies them), where libnftables' text parser and its set cache
 cost tens of milliseconds (docs/benchmarks.md). It knows messages, batches, acks and dumps;
-what goes into the messages is `nodewall.backends.nftwire`; sockets and attributes are
+what goes into the messages is `nodewall.backends.nftables.wire`; sockets and attributes are
 `nodewall.backends.netlink`.
 
 Wire facts relied on (linux/netfilter/nfnetlink.h, nf_tables.h):
@@ -37,6 +37,7 @@ NEWRULE, GETRULE, DELRULE = 6, 7, 8
 NEWSET, GETSET, DELSET = 9, 10, 11
 NEWSETELEM, GETSETELEM, DELSETELEM = 12, 13, 14
 GETGEN = 16
+GETOBJ, GETFLOWTABLE = 19, 23
 
 _NFGENMSG = struct.Struct("!BBH")
 _PAYLOAD = netlink.NLMSGHDR.size + _NFGENMSG.size  # where an answer's attributes start
@@ -116,6 +117,12 @@ class NfSocket(netlink.Socket):
         object does not exist."""
         answers = self.ask((NFNL_SUBSYS_NFTABLES << 8) | kind, _nfgen(family) + body, dump=dump)
         return [answer[_PAYLOAD:] for answer in answers]
+
+    def dump(self, kind: int, family: int, body: bytes) -> list[tuple[int, bytes]]:
+        """(family, attributes after nfgenmsg) of each answer to one GET dump, in the
+        kernel's order; [] when the object asked about does not exist."""
+        answers = self.ask((NFNL_SUBSYS_NFTABLES << 8) | kind, _nfgen(family) + body, dump=True)
+        return [(answer[netlink.NLMSGHDR.size], answer[_PAYLOAD:]) for answer in answers]
 
     def generation(self) -> int:
         """The ruleset generation: every commit by anyone, in any table, changes it."""

@@ -4,7 +4,7 @@ One table `inet nodewall`, written exactly as `nft list table inet nodewall` pri
 (canonical form): sets first (interval sets for networks, plain sets for point-to-point
 hosts), then chains `input` and `output` (base chains at priority filter, policy accept, the
 policy's rules in order), then chain `version`, whose one rule's comment records the policy
-version and digests of the rest (see `nodewall.backends.nftwire`). Pure: policy in, text out.
+version and digests of the rest (see `nodewall.backends.nftables.wire`). Pure: policy in, text out.
 The backend applies the same table as netlink messages (`nftwire`), and a kernel test holds the
 kernel's listing of those messages to this text.
 

@@ -1,17 +1,19 @@
 """A `NodePolicy` as nf_tables netlink messages, and the kernel's table as a comparable image.
 
-What `nodewall.backends.nftrender` writes as text, this module writes as the messages `nft -f`
+What `nodewall.backends.nftables.render` writes as text, this module writes as the messages `nft -f`
 would send for that text (the same table, sets, elements, chains, rule bytecode and comments),
 so that `nft list table inet nodewall` prints the rendered text back; a kernel test holds the
-two to that. The nftables backend sends these messages with `nodewall.backends.nfnetlink`,
+two to that. The nftables backend sends these messages with `nodewall.backends.nftables.nfnetlink`,
 skipping libnftables' parser and set cache (docs/benchmarks.md).
 
 An `Image` is what a table holds, normalised so that the one built from a policy (`build`) and
 the one read from the kernel (`read_image`) compare equal exactly when the kernel holds the
 policy: set headers, each set's elements (the element attributes as the kernel dumps them),
 chain headers, and each chain's rules (expression bytes as the kernel dumps them, counter
-values left out, an anonymous set named by its contents). Expressions are encoded in the
-kernel's own dump layout for that reason.
+values left out, an anonymous set named by its contents), and any stateful objects or
+flowtables (nodewall makes none). Expressions are encoded in the kernel's own dump layout for
+that reason. `read_image` reads table `inet nodewall` and nothing of any other table
+(`nftdump` filters every dump).
 
 A set's elements are `nftsets.Elements`; `build` given the image last applied changes only the
 sets whose networks changed, locally, and records the element deltas to send.
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 
 from nodewall.backends import netlink
 from nodewall.backends.netlink import attr, string, u32
+from nodewall.backends.nftables import dump as nftdump
 from nodewall.backends.nftables import nfnetlink as nl
 from nodewall.backends.nftables import render as nftrender
 from nodewall.backends.nftables.expr import (
@@ -52,7 +55,7 @@ from nodewall.backends.nftables.sets import (
 )
 from nodewall.policy.model import NodePolicy, Rule
 
-NFPROTO_INET = 1
+NFPROTO_INET = nftdump.NFPROTO_INET
 TABLE_COMMENT = "managed by nodewall: do not edit"
 _HOOKS = {"input": 1, "output": 3}  # NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT
 _SET_UDATA = bytes.fromhex("000402000000")  # key byte order: big endian
@@ -84,6 +87,7 @@ class Image:
     elements: dict[str, Elements] = field(default_factory=dict)
     chains: dict[str, tuple[int, ...]] = field(default_factory=dict)
     rules: dict[str, list[RuleImage]] = field(default_factory=dict)
+    extras: tuple[str, ...] = ()  # stateful objects and flowtables (nodewall makes none)
     # what `build` made the base chains from, kept for the next build (not compared)
     source: tuple[Rule, ...] | None = field(default=None, compare=False)
     lines: dict[str, list[RuleLine]] = field(default_factory=dict, compare=False)
@@ -91,7 +95,7 @@ class Image:
 
     def skeleton(self) -> tuple[object, ...]:
         rules = {k: v for k, v in self.rules.items() if k != VERSION_CHAIN}
-        return self.comment, self.sets, self.chains, rules
+        return self.comment, self.sets, self.chains, rules, self.extras
 
     def digests(self) -> str:
         """What the version rule records of the table: rule count and digest per base chain,
@@ -102,6 +106,8 @@ class Image:
         rest = [self.comment, sorted(self.sets.items()),
                 sorted((k, len(v), v.digest) for k, v in self.elements.items()),
                 sorted(c for c in self.chains if c not in (*CHAINS, VERSION_CHAIN))]
+        if self.extras:  # only then: the digest of a table without any stays as it was
+            rest.append(self.extras)
         return " ".join([*parts, f"sets={_digest(rest)}"])
 
 
@@ -353,14 +359,14 @@ def update_batch(have: Image, plan: Plan) -> list[Message]:
 
 
 def read_image(sock: nl.NfSocket) -> Image | None:
-    """The kernel's `inet nodewall` table as an image; None when there is none."""
-    tables = sock.request(nl.GETTABLE, NFPROTO_INET, _t(), dump=False)
-    if not tables:
+    """The kernel's `inet nodewall` table as an image; None when there is none. Only objects
+    of that table are read, whatever else the kernel holds (see `nftdump`)."""
+    table = nftdump.one(sock, nl.GETTABLE, b"")
+    if table is None:
         return None
-    image = Image(comment=netlink.parse_attrs(tables[0]).get(6, b""))
+    image = Image(comment=table.get(6, b""), extras=nftdump.extras(sock))
     anon: dict[str, Anon] = {}
-    for payload in sock.request(nl.GETSET, NFPROTO_INET, _t(), dump=True):
-        a = netlink.parse_attrs(payload)
+    for a in nftdump.ours(sock, nl.GETSET):
         name = netlink.text(a[2])
         set_header = (netlink.be32(a[3]) if 3 in a else 0, netlink.be32(a[4]), netlink.be32(a[5]),
                       a.get(13, b""))
@@ -374,39 +380,57 @@ def read_image(sock: nl.NfSocket) -> Image | None:
             family = 6 if set_header[2] == 16 else 4
             image.elements[name] = Elements.from_dump(family,
                                                       not set_header[0] & _SET_INTERVAL, dumped)
-    for payload in sock.request(nl.GETCHAIN, NFPROTO_INET, _t(), dump=True):
-        a = netlink.parse_attrs(payload)
-        header: tuple[int, ...] = ()
-        if 4 in a:
-            hook = netlink.parse_attrs(a[4])
-            prio = int.from_bytes(hook[2][:4], "big", signed=True)
-            header = (netlink.be32(hook[1]), prio, netlink.be32(a[5]) if 5 in a else 1)
-        image.chains[netlink.text(a[3])] = header
+    for a in nftdump.ours(sock, nl.GETCHAIN):
+        image.chains[netlink.text(a[3])] = _chain_header(a)
         image.rules[netlink.text(a[3])] = []
-    for payload in sock.request(nl.GETRULE, NFPROTO_INET, _t(), dump=True):
-        a = netlink.parse_attrs(payload)
+    for chain, rule in read_rules(sock, anon):
+        if chain not in image.chains:  # skipped by a chain dump resumed after another commit
+            found = nftdump.one(sock, nl.GETCHAIN, string(3, chain))
+            if found is not None:
+                image.chains[chain] = _chain_header(found)
+        image.rules.setdefault(chain, []).append(rule)
+    return image
+
+
+def _chain_header(a: dict[int, bytes]) -> tuple[int, ...]:
+    """A dumped chain's (hook, priority, policy), or () for a regular chain."""
+    if 4 not in a:
+        return ()
+    hook = netlink.parse_attrs(a[4])
+    prio = int.from_bytes(hook[2][:4], "big", signed=True)
+    return netlink.be32(hook[1]), prio, netlink.be32(a[5]) if 5 in a else 1
+
+
+def read_rules(sock: nl.NfSocket, anon: dict[str, Anon] | None = None, chain: str | None = None
+               ) -> list[tuple[str, RuleImage]]:
+    """(chain, rule) of each rule of nodewall's table (of `chain` only, when given), in order;
+    lookups of the anonymous sets in `anon` as their markers."""
+    extra = string(2, chain) if chain is not None else b""
+    out = []
+    for a in nftdump.ours(sock, nl.GETRULE, extra):
         exprs = []
         for _, item in netlink.iter_attrs(a.get(4, b"")):
             e = netlink.parse_attrs(item)
             name, data = netlink.text(e[1]), e.get(2, b"")
-            if name == "lookup":
+            if name == "lookup" and anon:
                 target = netlink.text(netlink.parse_attrs(data).get(1, b""))
                 if target in anon:
                     exprs.append(anon[target].marker())
                     continue
             exprs.append(_normal(name, data))
-        image.rules.setdefault(netlink.text(a[2]), []).append((tuple(exprs), a.get(7, b"")))
-    return image
+        held = netlink.text(a.get(2, b""))
+        if chain is None or held == chain:
+            out.append((held, (tuple(exprs), a.get(7, b""))))
+    return out
 
 
 def read_elements(sock: nl.NfSocket, name: str) -> bytes:
     """A set's elements as the kernel dumps them: whole list items (see `nftsets`), back to
     back, in the kernel's order."""
-    body = _t() + string(2, name)
     parts = []
-    for payload in sock.request(nl.GETSETELEM, NFPROTO_INET, body, dump=True):
-        listed = netlink.parse_attrs(payload).get(3)
-        if listed:
+    for a in nftdump.ours(sock, nl.GETSETELEM, string(2, name)):
+        listed = a.get(3)
+        if listed and netlink.text(a.get(2, b"")) == name:
             parts.append(listed)
     return b"".join(parts)
 
@@ -421,6 +445,8 @@ def describe_drift(want: Image, have: Image) -> list[str]:
     found = []
     if want.comment != have.comment:
         found.append("table: comment changed")
+    found += [f"{extra}: extra (not made by nodewall)" for extra in have.extras
+              if extra not in want.extras]
     for kind, want_d, have_d in (("set", want.sets, have.sets),
                                  ("chain", want.chains, have.chains)):
         for name in sorted(set(want_d) | set(have_d)):
