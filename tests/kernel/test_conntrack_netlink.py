@@ -195,11 +195,11 @@ def test_cut_acts_in_the_calling_threads_namespace(node: Node) -> None:
     narrow, internet = policy(public()), HOSTS["internet"][0]
     with closing([tcp(node, "internet", 0)]):
         with entered(node.topo.ns("peer")):  # no conntrack entries there
-            assert cut_refused_flows(narrow) == 0
+            assert cut_refused_flows(narrow).flows == 0
         assert len(live(flows_in(node), internet)) == 1
         with entered(node.ns):
-            assert cut_refused_flows(narrow) == 1
-            assert cut_refused_flows(narrow) == 0
+            assert cut_refused_flows(narrow).flows == 1
+            assert cut_refused_flows(narrow).flows == 0
         assert not live(flows_in(node), internet)
 
 

@@ -25,7 +25,9 @@ class ApplyResult:
     version: str
     changed: bool  # False: the kernel already held this policy, nothing was sent
     incremental: bool  # True: only set elements were updated
-    flows_cut: int = 0
+    flows_cut: int = 0  # conntrack entries of refused flows deleted
+    #: the node's own sockets of refused flows destroyed; None: the kernel cannot destroy sockets
+    sockets_closed: int | None = 0
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from nodewall.backends import netlink
+from nodewall.backends.sockets import destroy_refused
 from nodewall.policy.evaluator import Packet, evaluate
 from nodewall.policy.model import ICMP_TYPES, NodePolicy, Protocol
 
@@ -121,27 +122,46 @@ class Entry(NamedTuple):
     ct_id: int | None  # CTA_ID: tells this entry from a later one on the same tuple
 
 
-def cut_refused_flows(policy: NodePolicy) -> int:
-    """Delete the flows `policy` refuses, in the calling thread's network namespace; the number
-    of entries deleted."""
+class Cut(NamedTuple):
+    """What a cut ended: conntrack entries deleted, and the node's own sockets destroyed (None
+    when the kernel cannot destroy sockets: then only the entries went)."""
+
+    flows: int
+    sockets: int | None
+
+
+#: What a change that only widens cuts.
+NO_CUT = Cut(0, 0)
+
+
+def cut_refused_flows(policy: NodePolicy) -> Cut:
+    """End the flows `policy` refuses, in the calling thread's network namespace: first the
+    node's own sockets of those flows (`nodewall.backends.sockets`: each peer gets a reset
+    while the conntrack entry still lets it pass), then their conntrack entries."""
     nl = _ctnetlink()
-    if entry_count(nl) == 0:
-        return 0
+    local: set[str] | None = None
+    doomed: list[Entry] = []
     groups: dict[bytes, list[bytes]] = {}
-    for msg in nl.ask(_CT | IPCTNL_MSG_CT_GET, bytes(4), dump=True):  # nfgenmsg: AF_UNSPEC, v0
-        key = verdict_key(msg)
-        if key is not None:
-            groups.setdefault(key, []).append(msg)
-    if not groups:
-        return 0
-    local = local_addresses()
-    doomed = []
-    for msgs in groups.values():
-        first = parse_flow(msgs[0])
-        if first is not None and refused(policy, first, local):
-            entries = (parse_entry(msg) for msg in msgs)
-            doomed += [e for e in entries if e is not None and e.state not in _CLOSED]
-    return delete_entries(nl, doomed) if doomed else 0
+    if entry_count(nl) != 0:
+        for msg in nl.ask(_CT | IPCTNL_MSG_CT_GET, bytes(4), dump=True):  # AF_UNSPEC, v0
+            key = verdict_key(msg)
+            if key is not None:
+                groups.setdefault(key, []).append(msg)
+    if groups:
+        local = local_addresses()
+        for msgs in groups.values():
+            first = parse_flow(msgs[0])
+            if first is not None and refused(policy, first, local):
+                entries = (parse_entry(msg) for msg in msgs)
+                doomed += [e for e in entries if e is not None and e.state not in _CLOSED]
+    # Judged before any socket goes: a destroyed TCP socket's reset moves its entry to CLOSE.
+    mine = local if local is not None else local_addresses()
+
+    def judge(family: int, protocol: int, src: str, dst: str, sport: int, dport: int) -> bool:
+        return refused(policy, Flow(family, protocol, src, dst, sport, dport), mine)
+
+    closed = destroy_refused(judge)
+    return Cut(delete_entries(nl, doomed) if doomed else 0, closed)
 
 
 _local = threading.local()

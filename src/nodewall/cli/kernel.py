@@ -96,7 +96,9 @@ def apply_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto") -
     how = "unchanged" if not result.changed else (
         "set elements updated" if result.incremental else "ruleset updated")
     typer.echo(f"applied policy {result.version} with {result.backend}: {how}; "
-               f"{result.flows_cut} flow(s) cut")
+               f"{result.flows_cut} flow(s) cut, " + (
+                   f"{result.sockets_closed} socket(s) closed" if result.sockets_closed is not None
+                   else "sockets left open (this kernel cannot destroy sockets)"))
 
 
 def status_cmd(backend: MaybeBackendOpt = None, fmt: FormatOpt = "text") -> None:

@@ -65,6 +65,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from nodewall.backends.base import ApplyResult, BackendError, Status
+from nodewall.backends.conntrack import NO_CUT, cut_refused_flows
 from nodewall.backends.iptables import ipset, xtables
 from nodewall.backends.iptables.xtables import FamilyNum, FilterTable, Variant
 from nodewall.policy.model import ICMP_TYPES, NodePolicy, Rule, check_policy
@@ -278,9 +279,9 @@ class IptablesBackend:
                 if not changed:
                     return ApplyResult(self.name, version, False, False)
                 return ApplyResult(self.name, version, True, True,
-                                   0 if widening else _cut(policy))
+                                   *(NO_CUT if widening else cut_refused_flows(policy)))
         self._full_apply(variant, policy, state, slots, version)
-        return ApplyResult(self.name, version, True, False, _cut(policy))
+        return ApplyResult(self.name, version, True, False, *cut_refused_flows(policy))
 
     def _full_apply(self, variant: Variant, policy: NodePolicy, state: KernelState,
                     slots: Mapping[str, str | None], version: str) -> None:
@@ -493,9 +494,3 @@ def _destroy_quietly(names: list[str]) -> None:
         for name in names:  # one by one, so that one failure does not keep the others
             with contextlib.suppress(BackendError):
                 ipset.restore([f"destroy {name}"])
-
-
-def _cut(policy: NodePolicy) -> int:
-    from nodewall.backends.conntrack import cut_refused_flows
-
-    return cut_refused_flows(policy)

@@ -58,6 +58,7 @@ import re
 
 from nodewall.backends import netlink
 from nodewall.backends.base import ApplyResult, BackendError, Status
+from nodewall.backends.conntrack import NO_CUT, cut_refused_flows
 from nodewall.backends.nftables import nfnetlink as nl
 from nodewall.backends.nftables import wire as nftwire
 from nodewall.backends.nftables.render import CHAINS, VERSION_CHAIN, comment, render_text
@@ -150,12 +151,9 @@ class NftablesBackend:
             raise BackendError(f"nftables apply failed; the kernel keeps its previous ruleset:"
                                f"\n{what}: {exc.strerror}") from exc
         self._verify(sock, plan, generation + 1 if vouched else None)
-        from nodewall.backends.conntrack import cut_refused_flows
-
         widens = incremental and _only_widens(have, plan, policy)
-        cut = 0 if widens else cut_refused_flows(policy)
-        return ApplyResult(self.name, policy.version, changed=True, incremental=incremental,
-                           flows_cut=cut)
+        cut = NO_CUT if widens else cut_refused_flows(policy)
+        return ApplyResult(self.name, policy.version, True, incremental, *cut)
 
     def _verify(self, sock: nl.NfSocket, plan: Plan, generation: int | None) -> None:
         """Confirm the kernel holds `plan`. After an increment committed at the generation of
