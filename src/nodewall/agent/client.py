@@ -136,12 +136,13 @@ class ControlPlane:
     def _request(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
                  read_timeout: float) -> tuple[int, bytes]:
         reused = self._conn is not None and self._conn.sock is not None
-        try:
-            return self._exchange(method, path, body, headers, read_timeout)
-        except _Stale:
-            if not reused:
-                raise Unavailable("connection closed by the server") from None
-            return self._exchange(method, path, body, headers, read_timeout)  # a fresh one
+        for attempt in (1, 2):
+            try:
+                return self._exchange(method, path, body, headers, read_timeout)
+            except _Stale:
+                if not reused or attempt == 2:
+                    raise Unavailable("connection closed by the server") from None
+        raise AssertionError("unreachable")
 
     def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
                   read_timeout: float) -> tuple[int, bytes]:
