@@ -240,7 +240,7 @@ class Agent:
 
     def wait_event(self, name: str, timeout: float = 10,
                    match: Callable[[dict[str, Any]], bool] = lambda e: True,
-                   after: int = 0) -> dict[str, Any]:
+                   after: int = 0, every: float = 0.005) -> dict[str, Any]:
         """The first event `name` (from index `after`) that `match`es, waiting for it."""
         def found() -> dict[str, Any] | None:
             if self.proc is not None and self.proc.poll() is not None:
@@ -251,7 +251,8 @@ class Agent:
                     return e
             return None
 
-        return wait_until(found, timeout, f"agent {self.node}: event {name}")  # type: ignore[no-any-return]
+        return wait_until(found, timeout, f"agent {self.node}: event {name}",  # type: ignore[no-any-return]
+                          every=every)
 
     def tail(self) -> str:
         return self.log.read_text()[-3000:] if self.log.exists() else "(no log)"

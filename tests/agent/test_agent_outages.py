@@ -6,6 +6,7 @@ reported with the error and retried with backoff, never in a hot loop."""
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import socketserver
 import threading
@@ -31,7 +32,7 @@ def test_server_killed_rules_kept_then_converge(cluster: Cluster, backend: str) 
     held = {role: cluster.converged(agent, role) for role, agent in agents.items()}
 
     lab.server.kill()
-    for role, agent in agents.items():
+    for agent in agents.values():
         agent.wait_event("server_unavailable", timeout=10)
     time.sleep(1.5)  # a few retries
     for role, agent in agents.items():
@@ -116,7 +117,7 @@ def fake(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[
 
 
 def _gaps(times: list[float]) -> list[float]:
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 def test_garbage_and_500s_keep_rules_and_back_off(cluster: Cluster, fake: Any,
@@ -174,8 +175,7 @@ def test_refused_policy_keeps_previous_reports_and_backs_off(cluster: Cluster,
     time.sleep(4)
     attempts = [e for e in agent.events() if e["event"] == "apply_failed"]
     assert 2 <= len(attempts) <= 4, f"refused policy retried {len(attempts)} times in ~4 s"
-    assert all(b["retry_in"] >= a["retry_in"] / 2 for a, b in zip(attempts, attempts[1:],
-                                                                     strict=False))
+    assert all(b["retry_in"] >= a["retry_in"] / 2 for a, b in itertools.pairwise(attempts))
     status = agent.kernel()
     assert (status.version, status.drift) == (boot["version"], ()), "previous policy kept"
     wait_until(lambda: any(r.get("error") for r in server.reports()), 10,
