@@ -49,6 +49,7 @@ def test_drift_is_repaired_and_counted(cluster: Cluster, backend: str) -> None:
     version = cluster.converged(agent, "n1")
     time.sleep(1.2)  # past the check that follows an apply
     assert repairs(agent.metrics()) == 0
+    seen = len(agent.events())
     for count, (what, commands) in enumerate(
             tampers(backend, cluster.port, agent.ns).items(), start=1):
         for command in commands:
@@ -64,9 +65,8 @@ def test_drift_is_repaired_and_counted(cluster: Cluster, backend: str) -> None:
         took = time.monotonic() - changed
         assert reach(cluster.lab, "stranger", "n1", cluster.port) == "refused", what
         assert reach(cluster.lab, "client", "n1", cluster.port) == "open", what
-        event = agent.wait_event("drift_repaired", match=lambda e: True,
-                                 after=0 if count == 1 else last_index + 1)
-        last_index = agent.events().index(event)
+        event = agent.wait_event("drift_repaired", after=seen)
+        seen = agent.events().index(event) + 1
         if backend == "nftables":
             assert event["trigger"] == "kernel", f"{what}: repaired by the timer, not at once"
         wait_until(lambda c=count: repairs(agent.metrics()) == c, 2,
