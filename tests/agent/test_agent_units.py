@@ -341,3 +341,23 @@ def test_client_unreachable_and_slow() -> None:
             client_module.READ_MARGIN = old
     finally:
         silent.close()
+
+
+# --- packaging ----------------------------------------------------------------------------
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    """The unit as systemd reads it: no unknown settings, ordering before network-pre."""
+    unit = (ROOT / "packaging" / "nodewall-agent.service").read_text()
+    for needed in ("Type=notify", "Before=network-pre.target", "Wants=network-pre.target",
+                   "ProtectSystem=strict", "StateDirectory=nodewall/agent",
+                   "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW", "NoNewPrivileges=yes"):
+        assert needed in unit.splitlines(), needed
+    local = tmp_path / "nodewall-agent.service"
+    local.write_text(unit.replace("/etc/nodewall/agent.env",
+                                  str(ROOT / "packaging" / "nodewall-agent.env"))
+                     .replace("/usr/bin/nodewall", sys.executable))
+    done = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True,
+                          text=True, timeout=60)
+    problems = [line for line in (done.stdout + done.stderr).splitlines()
+                if "nodewall-agent" in line]
+    assert done.returncode == 0 and not problems, done.stdout + done.stderr
