@@ -17,6 +17,7 @@ import http.client
 import json
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -83,6 +84,7 @@ class ControlPlane:
         if self._https:
             self._ssl = ssl.create_default_context(cafile=ca_file)
         self._conn: http.client.HTTPConnection | None = None
+        self.last_decode_seconds = 0.0  # of the last policy answer, for the log
 
     def set_token(self, token: str) -> None:
         self._token = token
@@ -106,10 +108,13 @@ class ControlPlane:
             return Unchanged(version)
         if status != 200:
             self._raise_for(status, body)
+        started = time.perf_counter()
         try:
-            return decode_answer(body, self.node)
+            answer = decode_answer(body, self.node)
         except BadAnswer as exc:
             raise Unavailable(f"bad policy answer: {exc}") from None
+        self.last_decode_seconds = time.perf_counter() - started
+        return answer
 
     def report(self, applied_version: str | None, backend: str, error: str | None) -> None:
         """POST what the kernel holds."""

@@ -74,7 +74,8 @@ class Poller(threading.Thread):
                 self.stop.wait(spare)
             return
         self.known = got.version
-        logs.event("policy_received", version=got.version, changed_at=got.changed_at)
+        logs.event("policy_received", version=got.version, changed_at=got.changed_at,
+                   bytes=len(got.body), decode_seconds=round(self.client.last_decode_seconds, 4))
         self.inbox.put(got)
 
     def _failed(self, kind: str, level: str, reason: str) -> None:
