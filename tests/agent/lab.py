@@ -178,12 +178,12 @@ class Agent:
     """One `nodewall agent` process inside a node namespace, its log a file of JSON lines."""
 
     def __init__(self, ns: str, node: str, backend: str, workdir: Path,
-                 args: list[str], env: dict[str, str] | None = None) -> None:
+                 args: list[str], env: dict[str, str] | None = None, tag: str = "") -> None:
         self.ns = ns
         self.node = node
         self.backend = backend
         self.state_dir = workdir / f"state-{node}"
-        self.log = workdir / f"agent-{node}.log"
+        self.log = workdir / f"agent-{node}{tag}.log"
         self.args = args
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -240,7 +240,7 @@ class Agent:
 
     def wait_event(self, name: str, timeout: float = 10,
                    match: Callable[[dict[str, Any]], bool] = lambda e: True,
-                   after: int = 0) -> dict[str, Any]:
+                   after: int = 0, every: float = 0.005) -> dict[str, Any]:
         """The first event `name` (from index `after`) that `match`es, waiting for it."""
         def found() -> dict[str, Any] | None:
             if self.proc is not None and self.proc.poll() is not None:
@@ -251,7 +251,8 @@ class Agent:
                     return e
             return None
 
-        return wait_until(found, timeout, f"agent {self.node}: event {name}")  # type: ignore[no-any-return]
+        return wait_until(found, timeout, f"agent {self.node}: event {name}",  # type: ignore[no-any-return]
+                          every=every)
 
     def tail(self) -> str:
         return self.log.read_text()[-3000:] if self.log.exists() else "(no log)"
@@ -301,7 +302,7 @@ class Lab:
 
     def agent(self, role: str, node: str, backend: str, *extra: str,
               token: str | None = None, env: dict[str, str] | None = None,
-              server_url: str | None = None) -> Agent:
+              server_url: str | None = None, tag: str = "") -> Agent:
         """A (not yet started) agent for `node` in namespace `role`, talking to the server."""
         assert self.server is not None
         token_file = self.workdir / f"token-{node}"
@@ -311,7 +312,7 @@ class Lab:
                 "--metrics-address", "127.0.0.1:9274", *extra]
         if self.server.ca_file is not None and server_url is None:
             args += ["--ca-file", str(self.server.ca_file)]
-        made = Agent(self.ns(role), node, backend, self.workdir, args, env)
+        made = Agent(self.ns(role), node, backend, self.workdir, args, env, tag)
         self.agents.append(made)
         return made
 

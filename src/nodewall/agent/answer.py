@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from nodewall.gcpause import collector_paused
 from nodewall.policy.model import NodePolicy, check_policy
 
 #: A policy answer larger than this is refused unread (8000 entries and 1000 peers is ~2 MB).
@@ -31,6 +32,13 @@ class PolicyAnswer:
 
 
 def decode_answer(body: bytes, node: str) -> PolicyAnswer:
+    """The checked answer; BadAnswer when it is not a usable policy for `node`. The cyclic
+    collector is held off meanwhile: tens of thousands of acyclic objects are made."""
+    with collector_paused():
+        return _decode(body, node)
+
+
+def _decode(body: bytes, node: str) -> PolicyAnswer:
     if len(body) > MAX_BYTES:
         raise BadAnswer(f"{len(body)} bytes, more than {MAX_BYTES}")
     try:

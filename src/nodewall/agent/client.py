@@ -17,6 +17,7 @@ import http.client
 import json
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -83,6 +84,7 @@ class ControlPlane:
         if self._https:
             self._ssl = ssl.create_default_context(cafile=ca_file)
         self._conn: http.client.HTTPConnection | None = None
+        self.last_decode_seconds = 0.0  # of the last policy answer, for the log
 
     def set_token(self, token: str) -> None:
         self._token = token
@@ -106,10 +108,13 @@ class ControlPlane:
             return Unchanged(version)
         if status != 200:
             self._raise_for(status, body)
+        started = time.perf_counter()
         try:
-            return decode_answer(body, self.node)
+            answer = decode_answer(body, self.node)
         except BadAnswer as exc:
             raise Unavailable(f"bad policy answer: {exc}") from None
+        self.last_decode_seconds = time.perf_counter() - started
+        return answer
 
     def report(self, applied_version: str | None, backend: str, error: str | None) -> None:
         """POST what the kernel holds."""
@@ -136,12 +141,13 @@ class ControlPlane:
     def _request(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
                  read_timeout: float) -> tuple[int, bytes]:
         reused = self._conn is not None and self._conn.sock is not None
-        try:
-            return self._exchange(method, path, body, headers, read_timeout)
-        except _Stale:
-            if not reused:
-                raise Unavailable("connection closed by the server") from None
-            return self._exchange(method, path, body, headers, read_timeout)  # a fresh one
+        for attempt in (1, 2):
+            try:
+                return self._exchange(method, path, body, headers, read_timeout)
+            except _Stale:
+                if not reused or attempt == 2:
+                    raise Unavailable("connection closed by the server") from None
+        raise AssertionError("unreachable")
 
     def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
                   read_timeout: float) -> tuple[int, bytes]:

@@ -33,6 +33,16 @@ def configure(stream: TextIO | None = None, **fields: Any) -> None:
     root.addHandler(_Handler())
     root.setLevel(logging.WARNING)
     logging.getLogger("nodewall").setLevel(logging.INFO)
+    threading.excepthook = _thread_died
+
+
+def _thread_died(args: threading.ExceptHookArgs) -> None:
+    import traceback
+
+    where = traceback.extract_tb(args.exc_traceback)[-3:] if args.exc_traceback else []
+    event("thread_died", "critical", thread=args.thread.name if args.thread else None,
+          error=f"{args.exc_type.__name__}: {args.exc_value}",
+          at=[f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in where])
 
 
 def event(name: str, /, level: str = "info", **fields: Any) -> None:

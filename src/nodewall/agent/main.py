@@ -104,8 +104,17 @@ def run(options: Options, token: str | None) -> int:
 
         SpecSource(options.spec, options.node, inbox, stop).start()
     del held
-    loop.run(inbox, _watcher(keeper))
-    stop.set()
+    try:
+        loop.run(inbox, _watcher(keeper))
+    except Exception as exc:  # a bug: say so in the log's shape; systemd restarts the agent
+        import traceback
+
+        logs.event("internal_error", "critical", error=f"{type(exc).__name__}: {exc}",
+                   at=[f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}"
+                       for f in traceback.extract_tb(exc.__traceback__)[-4:]], rules="kept")
+        return 1
+    finally:
+        stop.set()
     return 0
 
 

@@ -42,34 +42,41 @@ class Poller(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            started = time.monotonic()
             try:
-                got = self.client.fetch_policy(self.known, POLL_WAIT)
-            except AuthRefused as exc:
-                self._failed("auth_refused", "error", str(exc))
-                token = self.reload_token()
-                if token is not None:
-                    self.client.set_token(token)
-                continue
-            except NoPolicy as exc:
-                self._failed("no_policy", "warning", str(exc))
-                continue
-            except Unavailable as exc:
-                self._failed("server_unavailable", "warning", str(exc))
-                continue
-            metrics.LAST_CONTACT.set_to_current_time()
-            if self._failing is not None:
-                logs.event("server_back", after_attempts=self.backoff.failures)
-                self._failing = None
-            self.backoff.reset()
-            if isinstance(got, Unchanged) or got.version == self.known:
-                spare = MIN_POLL_SPACING - (time.monotonic() - started)
-                if spare > 0:
-                    self.stop.wait(spare)
-                continue
-            self.known = got.version
-            logs.event("policy_received", version=got.version, changed_at=got.changed_at)
-            self.inbox.put(got)
+                self._poll_once()
+            except Exception as exc:  # a bug must not end the polling: log, back off, go on
+                self._failed("internal_error", "error", f"{type(exc).__name__}: {exc}")
+
+    def _poll_once(self) -> None:
+        started = time.monotonic()
+        try:
+            got = self.client.fetch_policy(self.known, POLL_WAIT)
+        except AuthRefused as exc:
+            self._failed("auth_refused", "error", str(exc))
+            token = self.reload_token()
+            if token is not None:
+                self.client.set_token(token)
+            return
+        except NoPolicy as exc:
+            self._failed("no_policy", "warning", str(exc))
+            return
+        except Unavailable as exc:
+            self._failed("server_unavailable", "warning", str(exc))
+            return
+        metrics.LAST_CONTACT.set_to_current_time()
+        if self._failing is not None:
+            logs.event("server_back", after_attempts=self.backoff.failures)
+            self._failing = None
+        self.backoff.reset()
+        if isinstance(got, Unchanged) or got.version == self.known:
+            spare = MIN_POLL_SPACING - (time.monotonic() - started)
+            if spare > 0:
+                self.stop.wait(spare)
+            return
+        self.known = got.version
+        logs.event("policy_received", version=got.version, changed_at=got.changed_at,
+                   bytes=len(got.body), decode_seconds=round(self.client.last_decode_seconds, 4))
+        self.inbox.put(got)
 
     def _failed(self, kind: str, level: str, reason: str) -> None:
         delay = self.backoff.next()

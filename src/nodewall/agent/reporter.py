@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from nodewall.agent import logs, metrics
 from nodewall.agent.backoff import Backoff
-from nodewall.agent.client import AuthRefused, ControlPlane, NoPolicy, Unavailable
+from nodewall.agent.client import ControlPlane
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Reporter(threading.Thread):
                 return
             try:
                 self.client.report(report.applied_version, report.backend, report.error)
-            except (AuthRefused, NoPolicy, Unavailable) as exc:
+            except Exception as exc:  # refused, unreachable, or a bug: never end the thread
                 delay = self.backoff.next()
                 if self.backoff.failures in (1, 5) or self.backoff.failures % 20 == 0:
                     logs.event("report_failed", "warning", reason=str(exc),
