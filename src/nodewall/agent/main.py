@@ -130,11 +130,8 @@ def _watcher(keeper: Keeper) -> ChangeWatcher | None:
     """The nftables change watcher when the backend is nftables, else None."""
     if keeper.backend_name != "nftables":
         return None
-    try:
-        from nodewall.backends.nftevents import NftChangeWatcher
-    except ImportError:
-        logs.event("kernel_watch_unavailable", "warning", reason="no nftevents module")
-        return None
+    from nodewall.backends.nftables.events import NftChangeWatcher
+
     try:
         return NftChangeWatcher()
     except OSError as exc:
