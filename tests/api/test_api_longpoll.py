@@ -96,3 +96,20 @@ def test_many_polls_on_one_node_all_wake(server: ServerProc, project: str) -> No
     for t in threads:
         t.join(timeout=40)
     assert results == [new] * 20
+
+
+def test_each_version_carries_the_time_of_the_change_that_made_it(server: ServerProc,
+                                                                  project: str) -> None:
+    with server.client() as c:
+        s = seed(c, project)
+        first = ok(c.get(f"/v1/node/{s.prod1}/policy"))["changed_at"]
+        assert isinstance(first, float) and abs(time.time() - first) < 120
+        time.sleep(0.2)
+        before = time.time()
+        ok(c.put(s.service("pg-prod"), json={"user_config": {"ip_filter": ["10.20.0.0/27"]}}))
+        after = time.time()
+        changed = ok(c.get(f"/v1/node/{s.prod1}/policy"))["changed_at"]
+        assert before - 0.05 <= changed <= after + 0.05, (before, changed, after)
+        # a change that leaves this node's version alone leaves its time alone
+        ok(c.put(s.service("pg-replica"), json={"user_config": {"ip_filter": ["10.9.0.0/16"]}}))
+        assert ok(c.get(f"/v1/node/{s.prod1}/policy"))["changed_at"] == changed

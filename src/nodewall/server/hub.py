@@ -56,11 +56,12 @@ def load_answers(store: Store, nodes: Iterable[str]) -> dict[str, Answer]:
         for i in range(0, len(names), _CHUNK):
             chunk = names[i:i + _CHUNK]
             rows = session.execute(
-                select(NodePolicyRow.node_name, NodePolicyRow.version, NodePolicyRow.policy)
+                select(NodePolicyRow.node_name, NodePolicyRow.version, NodePolicyRow.policy,
+                       NodePolicyRow.updated_at)
                 .where(NodePolicyRow.node_name.in_(chunk))
             )
-            for name, version, policy in rows:
-                result[name] = Answer(version, policy_body(version, policy))
+            for name, version, policy, changed in rows:
+                result[name] = Answer(version, policy_body(version, policy, changed))
     return result
 
 

@@ -70,7 +70,9 @@ def refresh(session: Session, spec: DeploymentSpec, nodes: Iterable[str]) -> lis
             changed.append(name)
         elif row.policy != text:
             changed.append(name)
-            row.version, row.policy, row.updated_at = version, text, now
+            if row.version != version:  # a new version: stamped with this change's time
+                row.updated_at = now
+            row.version, row.policy = version, text
     metrics.COMPILE_SECONDS.observe(time.perf_counter() - started)
     metrics.NODES_COMPILED.inc(len(names))
     return changed
@@ -84,7 +86,11 @@ def drop(session: Session, nodes: Iterable[str]) -> list[str]:
     return names
 
 
-def policy_body(version: str, policy_json: str) -> bytes:
-    """The `{version, policy}` answer, spliced from the stored JSON without re-encoding it."""
-    return b'{"version":"' + version.encode() + b'","policy":' + policy_json.encode() + b"}"
+def policy_body(version: str, policy_json: str, changed: datetime) -> bytes:
+    """The `{version, policy, changed_at}` answer, spliced from the stored JSON without
+    re-encoding it; `changed_at` is the unix time of the change that produced the version (an
+    agent measures change-to-kernel latency from it)."""
+    stamp = (changed if changed.tzinfo else changed.replace(tzinfo=UTC)).timestamp()
+    return (b'{"version":"' + version.encode() + b'","policy":' + policy_json.encode()
+            + b',"changed_at":' + repr(round(stamp, 6)).encode() + b"}")
 

@@ -158,6 +158,7 @@ class IntegrationOut(BaseModel):
 class PolicyOut(BaseModel):
     version: str
     policy: dict[str, Any]
+    changed_at: float  # unix time of the accepted change that produced this version
 
 
 class StatusIn(_In):

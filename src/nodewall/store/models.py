@@ -101,7 +101,8 @@ class IntegrationRow(Base):
 
 
 class NodePolicyRow(Base):
-    """A node's compiled policy: `policy` is NodePolicy.to_json(), `version` its version."""
+    """A node's compiled policy: `policy` is NodePolicy.to_json(), `version` its version;
+    `updated_at` is when that version was first made (served as `changed_at`)."""
 
     __tablename__ = "node_policy"
     node_name: Mapped[str] = mapped_column(String(63), primary_key=True)
