@@ -150,6 +150,10 @@ def server_command(
     DEFAULT_LISTEN,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] =
     False,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", help="PEM certificate (chain): serve HTTPS (with --tls-key).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", help="PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Run the control plane (SQLite file by default; PostgreSQL by URL for a fleet)."""
     from nodewall.server.run import parse_listen, run
@@ -158,7 +162,13 @@ def server_command(
         host, port = parse_listen(listen)
     except ValueError as exc:
         fail(2, f"--listen: {exc}")
-    run(database, host, port, access_log=access_log)
+    if (tls_cert is None) != (tls_key is None):
+        fail(2, "--tls-cert and --tls-key go together")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path is not None and not path.is_file():
+            fail(2, f"{flag}: {path} is not a readable file")
+    run(database, host, port, access_log=access_log,
+        tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None)
 
 
 def _group(help_text: str) -> typer.Typer:

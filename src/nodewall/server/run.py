@@ -14,7 +14,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def run(database: str | None, host: str, port: int, *, access_log: bool = False) -> None:
+def run(database: str | None, host: str, port: int, *, access_log: bool = False,
+        tls_cert: str | None = None, tls_key: str | None = None) -> None:
+    """Serve until stopped; HTTPS when `tls_cert` and `tls_key` (PEM files) are given."""
     import uvicorn
 
     from nodewall.server.app import create_app
@@ -24,11 +26,13 @@ def run(database: str | None, host: str, port: int, *, access_log: bool = False)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     store = open_store(database)
     logging.getLogger("nodewall.server").info(
-        "store %s (%s), serving on %s:%d", store.engine.url.render_as_string(hide_password=True),
-        store.engine.dialect.name, host, port)
+        "store %s (%s), serving %s on %s:%d",
+        store.engine.url.render_as_string(hide_password=True), store.engine.dialect.name,
+        "HTTPS" if tls_cert else "HTTP", host, port)
     app = create_app(store)
     try:
         uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
-                    backlog=4096, timeout_keep_alive=75, timeout_graceful_shutdown=2)
+                    backlog=4096, timeout_keep_alive=75, timeout_graceful_shutdown=2,
+                    ssl_certfile=tls_cert, ssl_keyfile=tls_key)
     finally:
         store.dispose()
