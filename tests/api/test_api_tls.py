@@ -52,7 +52,8 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
         while True:
             assert proc.poll() is None, log.read_text()[-2000:]
             try:
-                if httpx.get(f"{url}/healthz", verify=ssl.create_default_context(cafile=str(cert)), timeout=1).status_code == 200:
+                trust = ssl.create_default_context(cafile=str(cert))
+                if httpx.get(f"{url}/healthz", verify=trust, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, log.read_text()[-2000:]
@@ -66,7 +67,8 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
 def test_https_with_the_ca_and_refused_without(tls_server: tuple[str, Path, str]) -> None:
     url, cert, admin = tls_server
     headers = {"Authorization": f"Bearer {admin}"}
-    with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=str(cert)), headers=headers, timeout=30) as c:
+    trust = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(base_url=url, verify=trust, headers=headers, timeout=30) as c:
         s = seed(c, "tls")
         assert ok(c.get(f"/v1/node/{s.prod1}/policy"))["version"]
     with pytest.raises(httpx.ConnectError):
