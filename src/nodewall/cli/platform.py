@@ -355,6 +355,44 @@ ServiceArg = Annotated[str, typer.Argument(help="Service name.")]
 NodeArg = Annotated[str, typer.Argument(help="Node name.")]
 
 
+@node_app.command("status")
+def node_status(
+    project: ProjectOpt,
+    service: Annotated[str | None, typer.Option("--service", help="One service only.")] = None,
+    as_json: JsonOpt = False, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+) -> None:
+    """Per node: desired and applied version, backend, last error, last report; lagging nodes
+    flagged (exit 1 when any lags)."""
+    import time
+
+    query = f"?service={service}" if service else ""
+    answer = _api(server, token, token_file).call(
+        "GET", f"/v1/project/{project}/nodes/status{query}")
+    if as_json:
+        _emit(answer)
+    else:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table("service", "node", "desired", "applied", "backend", "last report",
+                      "error", title=f"nodes of {project}")
+        now = time.time()
+        for n in answer["nodes"]:
+            seen = "never" if n["reported_at"] is None else f"{now - n['reported_at']:.0f} s ago"
+            applied = escape(n["applied_version"] or "-")
+            if n["lagging"]:
+                behind = n["behind_seconds"]
+                applied = f"[red]{applied} (lagging{f', {behind:.0f} s' if behind else ''})[/]"
+            table.add_row(*(escape(str(v)) for v in (n["service"], n["node"],
+                                                     n["desired_version"] or "-")),
+                          applied, escape(n["backend"] or "-"), seen, escape(n["error"] or ""))
+        Console(highlight=False).print(table)
+    if any(n["lagging"] for n in answer["nodes"]):
+        raise typer.Exit(1)
+
+
 @node_app.command("add")
 def node_add(service: ServiceArg, node: NodeArg, project: ProjectOpt, address: AddressOpt,
              server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,

@@ -167,6 +167,22 @@ class StatusIn(_In):
     error: LongText | None = None
 
 
+class NodeStatusOut(BaseModel):
+    service: str
+    node: str
+    desired_version: str | None
+    applied_version: str | None
+    backend: str | None
+    error: str | None
+    reported_at: float | None  # unix time of the agent's last report
+    lagging: bool
+    behind_seconds: float | None
+
+
+class NodeStatusList(BaseModel):
+    nodes: list[NodeStatusOut]
+
+
 class StatusOut(BaseModel):
     node: str
     applied_version: str | None

@@ -4,15 +4,16 @@ then the held polls of the nodes it changed are woken); a read answers from the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from nodewall.server import ops, schemas
+from nodewall.server import fleet, ops, schemas
 from nodewall.server.deps import ERRORS, READ_ERRORS, Admin, ControlDep, Name, StoreDep
 from nodewall.server.state import get_project, get_service
 from nodewall.server.views import service_view, vpc_view
+from nodewall.spec.model import NAME_PATTERN
 from nodewall.store.models import ServiceRow, VpcRow
 
 router = APIRouter()
@@ -84,6 +85,15 @@ def delete_service(project: Name, service: Name, _: Admin, control: ControlDep) 
 
 
 # --- nodes and integrations ------------------------------------------------------------------
+@router.get("/v1/project/{project}/nodes/status", response_model=schemas.NodeStatusList,
+            responses=READ_ERRORS)
+def node_statuses(project: Name, _: Admin, store: StoreDep,
+                  service: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None) -> Any:
+    with store.read_session() as session:
+        return {"nodes": fleet.node_statuses(session, project, service)}
+
+
+
 @router.put("/v1/project/{project}/service/{service}/node/{node}",
             response_model=schemas.NodeChange, responses=ERRORS)
 def put_node(project: Name, service: Name, node: Name, body: schemas.NodeIn, _: Admin,
