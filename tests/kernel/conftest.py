@@ -58,7 +58,7 @@ def _break_nftables(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _break_iptables(monkeypatch: pytest.MonkeyPatch) -> str:
     """Make the IPv4 text (the second transaction) name a set that does not exist."""
-    from nodewall.backends.iptables import backend as iptables
+    from nodewall.backends.iptables import render as iptables
 
     real = iptables.rule_lines
     bad = "-A NODEWALL-INPUT -m set --match-set nodewall-absent src -j ACCEPT"

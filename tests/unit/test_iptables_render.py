@@ -9,7 +9,7 @@ import pytest
 
 from nodewall.backends.base import BackendError
 from nodewall.backends.iptables import ipset, xtables
-from nodewall.backends.iptables.backend import (
+from nodewall.backends.iptables.render import (
     FIRST,
     comment,
     family_chains,

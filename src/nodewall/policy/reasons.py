@@ -97,3 +97,9 @@ def vpc_set(vpc: str) -> str:
 
 def vpc_network(vpc: str, network: str) -> str:
     return f"VPC {vpc} network {network}"
+
+
+def rejected_at(protocol: str, port: int) -> str:
+    """The reason of the reject rule a backend adds per port of the node, so that the kernel
+    counts refused packets per port (`nodewall.backends.rejects`)."""
+    return f"{REJECTED} at {port}/{protocol}"

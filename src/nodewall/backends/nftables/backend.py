@@ -59,10 +59,12 @@ import re
 from nodewall.backends import netlink
 from nodewall.backends.base import ApplyResult, BackendError, Status
 from nodewall.backends.conntrack import NO_CUT, cut_refused_flows
+from nodewall.backends.nftables import dump as nftdump
 from nodewall.backends.nftables import nfnetlink as nl
 from nodewall.backends.nftables import wire as nftwire
 from nodewall.backends.nftables.render import CHAINS, VERSION_CHAIN, comment, render_text
 from nodewall.backends.nftables.wire import Image, Plan
+from nodewall.backends.rejects import count_key
 from nodewall.gcpause import collector_paused
 from nodewall.policy.model import NodePolicy, check_policy
 
@@ -185,6 +187,27 @@ class NftablesBackend:
             return Status(self.name, True, None, ("version marker missing or edited",))
         drift = _digest_drift(match.group("digests"), have.digests())
         return Status(self.name, True, match.group("version"), tuple(drift))
+
+    def rejected_packets(self) -> dict[tuple[str, str], int]:
+        """Packets the ingress reject rules refused, by (protocol, port) of the node and
+        `("any", "other")` for the rest (`nodewall.backends.rejects`), from the rules' counters."""
+        counts: dict[tuple[str, str], int] = {}
+        try:
+            rules = nftdump.ours(self._socket(), nl.GETRULE, netlink.string(2, "input"))
+        except OSError as exc:
+            raise BackendError(f"reading the reject counters failed: {exc}") from exc
+        for rule in rules:
+            udata = rule.get(7, b"")
+            key = count_key(udata[2:2 + udata[1] - 1].decode(errors="replace")
+                            if len(udata) > 2 else "")
+            if key is None:
+                continue
+            for _, item in netlink.iter_attrs(rule.get(4, b"")):
+                e = netlink.parse_attrs(item)
+                if netlink.text(e[1]) == "counter":
+                    packets = netlink.parse_attrs(e.get(2, b"")).get(2, bytes(8))
+                    counts[key] = counts.get(key, 0) + int.from_bytes(packets, "big")
+        return counts
 
     def remove(self) -> bool:
         sock = self._socket()

@@ -22,6 +22,7 @@ import socket
 import sys
 from collections.abc import Iterable, Sequence
 
+from nodewall.backends.rejects import kernel_rules
 from nodewall.policy.model import ICMP_TYPES, NodePolicy, Rule
 
 FAMILY = "inet"
@@ -57,7 +58,7 @@ def render_text(policy: NodePolicy, version_comment: str) -> str:
         direction = "in" if chain == "input" else "out"
         out.append(f"\tchain {chain} {{\n")
         out.append(f"\t\ttype filter hook {chain} priority filter; policy accept;\n")
-        for rule in policy.rules_for(direction):  # type: ignore[arg-type]
+        for rule in kernel_rules(policy, direction):  # type: ignore[arg-type]
             out.extend(f"\t\t{line}\n" for line in rule_lines(rule))
         out.append("\t}\n\n")
     out.append(f'\tchain {VERSION_CHAIN} {{\n\t\treturn comment "{version_comment}"\n\t}}\n}}\n')

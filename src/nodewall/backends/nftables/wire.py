@@ -53,6 +53,7 @@ from nodewall.backends.nftables.sets import (
     element_sizes,
     unit_delta,
 )
+from nodewall.backends.rejects import kernel_rules
 from nodewall.policy.model import NodePolicy, Rule
 
 NFPROTO_INET = nftdump.NFPROTO_INET
@@ -165,7 +166,7 @@ def build(policy: NodePolicy, last: Image | None = None) -> Plan:
             image.chains[chain] = (_HOOKS[chain], 0, 1)
             lines: list[RuleLine] = []
             direction = "in" if chain == "input" else "out"
-            for rule in policy.rules_for(direction):  # type: ignore[arg-type]
+            for rule in kernel_rules(policy, direction):  # type: ignore[arg-type]
                 udata = rule_udata(rule.reason)
                 lines += [RuleLine(parts, udata, text) for parts, text in
                           zip(policy_rule_parts(rule), nftrender.rule_lines(rule), strict=True)]
