@@ -130,6 +130,13 @@ class Cut(NamedTuple):
     sockets: int | None
 
 
+def only_accepts_use(policy: NodePolicy, grown: set[str]) -> bool:
+    """True when every rule naming one of the `grown` sets accepts: a change that only added
+    networks to those sets then refuses no flow the old policy admitted (nothing to cut)."""
+    return all(r.action == "accept" for r in policy.rules
+               if r.src_set in grown or r.dst_set in grown)
+
+
 #: What a change that only widens cuts.
 NO_CUT = Cut(0, 0)
 

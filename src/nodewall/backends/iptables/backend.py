@@ -2,9 +2,12 @@
 
 Design note
 -----------
-Goals. The same rules as the nftables backend, the same contract (`backends.base`): the kernel
-holds the rendered ruleset or what it held before, re-applying sends nothing, set-only changes
-do not rewrite chains, other tools' chains, rules and sets are never flushed or reordered.
+Goals (cited in the code as "goal N"), the nftables backend's, for xtables hosts:
+1. The kernel holds the rendered ruleset or what it held before (per family, with rollback).
+2. Re-applying the same policy sends nothing.
+3. A set-only change swaps sets and rewrites no chain.
+4. Other tools' chains, rules and sets are never flushed or reordered.
+5. After a narrowing change, the flows the new policy refuses are ended for both ends.
 
 Model. nodewall owns, in table `filter` of each family, the chains `NODEWALL-INPUT` and
 `NODEWALL-OUTPUT` (the policy's rules, first match wins, the last rule matches everything),
@@ -64,7 +67,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from nodewall.backends.base import ApplyResult, BackendError, Status
-from nodewall.backends.conntrack import NO_CUT, cut_refused_flows
+from nodewall.backends.conntrack import NO_CUT, cut_refused_flows, only_accepts_use
 from nodewall.backends.iptables import ipset, xtables
 from nodewall.backends.iptables.render import (
     CHAIN,
@@ -148,9 +151,9 @@ class IptablesBackend:
                 and (k.type, k.family) == (ipset.set_type(s), ipset.set_family(s))
                 for s in policy.sets)
             if same_chains and same_types:
-                widening = _only_widens(policy, state, names)
+                widening = _only_widens(policy, state, names)  # goal 5
                 changed = self._update_sets(variant, policy, state, names, want)
-                if not changed:
+                if not changed:  # goal 2
                     return ApplyResult(self.name, version, False, False)
                 return ApplyResult(self.name, version, True, True,
                                    *(NO_CUT if widening else cut_refused_flows(policy)))
@@ -193,7 +196,7 @@ class IptablesBackend:
                 raise BackendError("iptables read-back differs from the rendered policy:\n"
                                    + "\n".join(problems))
         except BackendError as exc:
-            rolled = self._rollback(variant, state, done)
+            rolled = self._rollback(variant, state, done)  # goal 1
             _destroy_quietly(new_sets)
             raise BackendError(f"{exc}\n{rolled}") from exc
         _destroy_quietly(sorted(set(state.sets) - set(names.values())))
@@ -349,7 +352,7 @@ def _only_widens(policy: NodePolicy, state: KernelState, names: Mapping[str, str
              if state.sets[names[s.name]].members != ipset.members(s)}
     if not all(state.sets[names[n]].members <= ipset.members(policy.set(n)) for n in grown):
         return False
-    return all(r.action == "accept" for r in policy.rules if {r.src_set, r.dst_set} & grown)
+    return only_accepts_use(policy, grown)
 
 
 def _verify(variant: Variant, want: Mapping[FamilyNum, Chains], policy: NodePolicy,

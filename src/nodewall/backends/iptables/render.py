@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 
+from nodewall.backends.comments import safe_comment
 from nodewall.backends.iptables import ipset
 from nodewall.backends.iptables.xtables import FamilyNum, FilterTable
 from nodewall.backends.rejects import kernel_rules
@@ -26,7 +27,6 @@ META_CHAIN = "NODEWALL-META"
 FAMILIES: tuple[FamilyNum, FamilyNum] = (6, 4)
 _CT_ORDER = ("invalid", "new", "related", "established")  # the order iptables-save prints
 _NO_QUOTE = re.compile(r"^[A-Za-z0-9_-]+$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9 ._:/@+=,()\[\]#-]")
 _PROTO = {4: {"tcp": "tcp", "udp": "udp", "esp": "esp", "icmp": "icmp"},
           6: {"tcp": "tcp", "udp": "udp", "esp": "esp", "icmp": "ipv6-icmp"}}
 _REJECT = {4: ("icmp-port-unreachable", "icmp-admin-prohibited"),
@@ -39,7 +39,7 @@ Chains = dict[str, list[str]]
 
 def comment(text: str) -> str:
     """A nodewall-made reason as a rule comment, quoted the way iptables-save prints it."""
-    clean = " ".join(_UNSAFE.sub("_", text).split())[:200] or "nodewall"
+    clean = safe_comment(text, 200) or "nodewall"
     return clean if _NO_QUOTE.match(clean) else f'"{clean}"'
 
 

@@ -2,11 +2,17 @@
 
 Design note
 -----------
-Goals. The kernel of the current network namespace holds exactly the policy's table, or what it
-held before: never a moment with the table half-built or absent. Re-applying the same policy
-sends nothing. A change of set contents only (an ip_filter entry, a peer) is sent as element
-deltas, not a rebuild. Other tools' tables (Docker's, iptables-nft's `ip filter`) are never
-read for writing, flushed or reordered: every message names table `inet nodewall`.
+Goals (cited in the code as "goal N"):
+1. The kernel of the current network namespace holds exactly the policy's table, or what it
+   held before: never a moment with the table half-built or absent.
+2. Re-applying the same policy sends nothing.
+3. A change of set contents only (an ip_filter entry, a peer) is sent as element deltas, not a
+   rebuild, and is verified without reading the whole table back.
+4. Other tools' tables (Docker's, iptables-nft's `ip filter`, firewalld's) are never read as
+   nodewall's, written, flushed or reordered: every message names table `inet nodewall`, and
+   every dump is filtered to it (`nodewall.backends.nftables.dump`).
+5. After a narrowing change, the flows the new policy refuses are ended for both ends
+   (`nodewall.backends.conntrack`, `nodewall.backends.sockets`).
 
 Model. `render` gives the text (`nftrender`), what `nft -f` would load; `apply` sends the same
 table as nf_tables netlink messages (`nftwire`, over `nfnetlink`), the bytecode `nft` itself
@@ -58,7 +64,7 @@ import re
 
 from nodewall.backends import netlink
 from nodewall.backends.base import ApplyResult, BackendError, Status
-from nodewall.backends.conntrack import NO_CUT, cut_refused_flows
+from nodewall.backends.conntrack import NO_CUT, cut_refused_flows, only_accepts_use
 from nodewall.backends.nftables import dump as nftdump
 from nodewall.backends.nftables import nfnetlink as nl
 from nodewall.backends.nftables import wire as nftwire
@@ -132,7 +138,7 @@ class NftablesBackend:
         have = last if last is not None else self._read(sock)
         plan = nftwire.build(policy, last)
         want = plan.image
-        if have is not None and _unchanged(have, plan):
+        if have is not None and _unchanged(have, plan):  # goal 2
             self._remember(want, generation)
             return ApplyResult(self.name, policy.version, changed=False, incremental=False)
         incremental = have is not None and have.skeleton() == want.skeleton()
@@ -140,7 +146,7 @@ class NftablesBackend:
                  else nftwire.full_batch(plan))
         # An increment from the state this object verified is committed only if the kernel is
         # still at that state's generation; the result is then known without a full read-back.
-        vouched = incremental and last is not None
+        vouched = incremental and last is not None  # goal 3
         try:
             sock.transaction(batch, generation if vouched else None)
         except nl.GenerationChanged:
@@ -153,7 +159,7 @@ class NftablesBackend:
             raise BackendError(f"nftables apply failed; the kernel keeps its previous ruleset:"
                                f"\n{what}: {exc.strerror}") from exc
         self._verify(sock, plan, generation + 1 if vouched else None)
-        widens = incremental and _only_widens(have, plan, policy)
+        widens = incremental and _only_widens(have, plan, policy)  # goal 5
         cut = NO_CUT if widens else cut_refused_flows(policy)
         return ApplyResult(self.name, policy.version, True, incremental, *cut)
 
@@ -274,8 +280,7 @@ def _only_widens(have: Image | None, plan: Plan, policy: NodePolicy) -> bool:
         if any(n not in have.elements or not have.elements[n].issubset(want.elements[n])
                for n in grown):
             return False
-    return all(r.action == "accept" for r in policy.rules
-               if r.src_set in grown or r.dst_set in grown)
+    return only_accepts_use(policy, grown)
 
 
 def _updatable(have: Image, want: Image) -> bool:

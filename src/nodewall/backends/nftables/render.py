@@ -17,11 +17,11 @@ import array
 import functools
 import itertools
 import operator
-import re
 import socket
 import sys
 from collections.abc import Iterable, Sequence
 
+from nodewall.backends.comments import safe_comment
 from nodewall.backends.rejects import kernel_rules
 from nodewall.policy.model import ICMP_TYPES, NodePolicy, Rule
 
@@ -30,7 +30,6 @@ TABLE = "nodewall"
 CHAINS = ("input", "output")
 VERSION_CHAIN = "version"
 COMMENT_MAX = 128
-_UNSAFE = re.compile(r"[^A-Za-z0-9 ._:/@+=,()\[\]#-]")
 _CT_ORDER = ("invalid", "established", "related", "new")  # nft prints the bitmask in bit order
 _IP = {4: "ip", 6: "ip6"}
 _BITS = {4: 32, 6: 128}
@@ -39,7 +38,7 @@ _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 def comment(text: str) -> str:
     """A nodewall-made text as an nft comment: a safe character set only, at most 128 bytes."""
-    return _UNSAFE.sub("_", text)[:COMMENT_MAX].strip()
+    return safe_comment(text, COMMENT_MAX)
 
 
 def render_text(policy: NodePolicy, version_comment: str) -> str:
