@@ -55,10 +55,11 @@ def test_drift_is_repaired_and_counted(cluster: Cluster, backend: str) -> None:
         for command in commands:
             sh(*command, ns=agent.ns)
         changed = time.monotonic()
-        held = agent.kernel()
-        # the change took: seen in the kernel, or already repaired (nftables repairs at once)
-        assert held.drift or held.version != version or any(
-            e.get("event") == "drift_repaired" for e in agent.events()[seen:]), f"{what}: no drift?"
+        if backend == "iptables":  # repaired on the timer: the change is seen first
+            held = agent.kernel()
+            assert held.drift or held.version != version, f"{what}: no drift?"
+        # nftables repairs within milliseconds, often before this test could read the kernel:
+        # the drift_repaired event below (the agent found drift and re-applied) is the proof
 
         def repaired() -> bool:
             status = agent.kernel()
