@@ -287,13 +287,13 @@ def parse_address(text: str) -> tuple[int, int]:
 
 _V4_NOT_HOSTS = (  # (network, prefix, why), most specific first
     (0, 32, "the unspecified address"),
-    (0, 8, "in 0.0.0.0/8 (this network), no host's address"),
+    (0, 8, "in 0.0.0.0/8 (this network)"),
     (127 << 24, 8, "a loopback address"),
     (0xA9FEA9FE, 32, "the metadata address"),
     (0xA9FE0000, 16, "a link-local address"),
     (0xE0000000, 4, "a multicast address"),
     (0xFFFFFFFF, 32, "the broadcast address"),
-    (0xF0000000, 4, "in 240.0.0.0/4 (reserved), no host's address"),
+    (0xF0000000, 4, "in 240.0.0.0/4 (reserved)"),
 )
 _V6_NOT_HOSTS = (
     (0, 128, "the unspecified address"),
