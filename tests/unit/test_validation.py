@@ -177,9 +177,11 @@ REJECTIONS: list[tuple[str, Callable[[Doc], Doc], str, str]] = [
      "vpcs[1].id", "duplicate vpc name"),
     ("address-used-twice-across-services", setter("services.1.nodes.0.addresses", ["192.0.2.11"]),
      "services[1].nodes[0].addresses[0]", "already used"),
-    ("address-used-twice-differently-spelled",
+    ("address-spelled-otherwise",  # one written form, so no duplicate hides behind another
      setter("services.1.nodes.0.addresses", ["2001:DB8:10:0::11"]),
-     "services[1].nodes[0].addresses[0]", "already used"),
+     "services[1].nodes[0].addresses[0]", "not in canonical form; write '2001:db8:10::11'"),
+    ("address-ipv4-mapped", setter("services.1.nodes.0.addresses", ["::ffff:192.0.2.11"]),
+     "services[1].nodes[0].addresses[0]", "write '192.0.2.11'"),
     ("ece-outside-a-vpc", both(setter("services.1.environment", "ece"),
                                setter("services.1.socks5_proxy", "10.20.0.5:1080")),
      "services[1].vpc", "must be in a VPC"),
@@ -354,7 +356,8 @@ def test_real_cli_validate_exits_2_with_every_error_and_its_path(tmp_path: Path)
     assert result.stdout == "", f"nothing but errors expected, stdout: {result.stdout!r}"
 
 
-@pytest.mark.parametrize("case", [REJECTIONS[1], REJECTIONS[-12], REJECTIONS[-10]],
+@pytest.mark.parametrize("case", [r for r in REJECTIONS if r[0] in (
+    "ip_filter-bad-cidr", "address-used-twice-across-services", "ece-outside-a-vpc")],
                          ids=lambda r: r[0])
 def test_real_cli_rejections_exit_2(
     tmp_path: Path, case: tuple[str, Callable[[Doc], Doc], str, str]

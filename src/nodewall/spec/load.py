@@ -3,13 +3,13 @@
 `parse_spec` checks structure first (types, lengths, formats: pydantic collects all of those at
 once), then the rules that span the document (`nodewall.spec.rules`: references, duplicates,
 per-type settings, ECE constraints, port pins), also over the structurally valid parts of a
-broken spec. Either way it raises one `SpecError` holding every problem with its path. It never
-compiles, allocates or touches a kernel.
+broken spec. Either way it raises one `SpecError` holding every problem with its path. Files are
+read by `nodewall.spec.document` (every reading limit). It never compiles, allocates or touches
+a kernel.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from nodewall.errors import SpecError, format_path
 from nodewall.gcpause import collector_paused
+from nodewall.spec.document import read_document
 from nodewall.spec.model import (
     DeploymentSpec,
     IntegrationSpec,
@@ -95,30 +96,9 @@ def _partial_document_errors(data: dict[str, Any]) -> list[tuple[str, str]]:
     return document_errors(spec, where)
 
 
-def read_document(path: str | Path) -> Any:
-    """The parsed YAML or JSON of a spec file; SpecError when it cannot be read or parsed."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([("", f"cannot read {p}: {exc.strerror}")]) from None
-    if p.suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError([("", f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}")]) from None
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        return yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError([("", f"{p}: invalid YAML{where}")]) from None
-
-
 def load_spec(path: str | Path) -> DeploymentSpec:
+    """A spec file read strictly (`nodewall.spec.document`: limits, encoding, YAML 1.2 or
+    JSON, keys given twice) and validated; SpecError with every problem otherwise."""
     return parse_spec(read_document(path))
 
 

@@ -28,37 +28,57 @@ from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 
 from nodewall.catalogue.ports import PORT_MAX, PORT_MIN
 from nodewall.net import cidr
+from nodewall.spec.limits import MAX_DESCRIPTION_CHARS, MAX_IP_FILTER, MAX_NETWORK_CHARS
 
 DEFAULT_IP_FILTER = ("0.0.0.0/0", "::/0")
 PROVIDERS = ("aws", "google", "azure", "do", "upcloud")
-MAX_IP_FILTER = 8000
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+
+
+def _invalid(value: str, exc: ValueError, what: str) -> PydanticCustomError:
+    """The error of a CIDR or address that does not read: not canonical (showing how to write
+    it), or no `what` at all."""
+    if isinstance(exc, cidr.NotCanonical):
+        return PydanticCustomError(
+            "canonical", "{value} is not in canonical form{why}; write {canonical}",
+            {"value": repr(value), "why": exc.why, "canonical": repr(exc.canonical)})
+    return PydanticCustomError(what.replace(" ", "_"), "{value} is not a valid " + what,
+                               {"value": repr(value)})
 
 
 def _cidr(value: str) -> str:
     try:
         cidr.parse(value)
-    except ValueError:
-        raise PydanticCustomError("cidr", "{value} is not a valid CIDR",
-                                  {"value": repr(value)}) from None
+    except ValueError as exc:
+        raise _invalid(value, exc, "CIDR") from None
     return value
 
 
-def _address(value: str) -> str:
+def _host_address(value: str) -> str:
+    """A node's own address: canonical, and a unicast host address."""
     try:
-        cidr.parse_address(value)
-    except ValueError:
-        raise PydanticCustomError("address", "{value} is not a valid IP address",
-                                  {"value": repr(value)}) from None
+        family, number = cidr.parse_address(value)
+    except ValueError as exc:
+        raise _invalid(value, exc, "IP address") from None
+    why = cidr.not_a_host(family, number)
+    if why is not None:
+        raise PydanticCustomError("host_address", "{value} is {why}, not a node's unicast address",
+                                  {"value": repr(value), "why": why})
     return value
 
 
 def _proxy(value: str) -> str:
     try:
-        cidr.parse_host_port(value)
+        host, _ = cidr.parse_host_port(value)
+    except cidr.NotCanonical as exc:
+        raise _invalid(value, exc, "proxy") from None
     except ValueError:
         raise PydanticCustomError("proxy", "{value} is not an ADDRESS:PORT (IPv6 as [ADDR]:PORT)",
                                   {"value": repr(value)}) from None
+    why = cidr.not_a_host(*cidr.parse_address(host))
+    if why is not None:
+        raise PydanticCustomError("proxy", "{value}: the proxy's address is {why}",
+                                  {"value": repr(value), "why": why})
     return value
 
 
@@ -87,7 +107,7 @@ def _ip_filter_item(value: Any) -> Any:
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]
-Address = Annotated[str, AfterValidator(_address)]
+HostAddress = Annotated[str, AfterValidator(_host_address)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 #: Cloud names ("aws-eu-west-1"), service and integration types: short, lower-case identifiers.
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
@@ -95,7 +115,9 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    """Unknown keys refused; types exact (`"14000"` is no integer, `1` no boolean)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Platform(_Strict):
@@ -120,8 +142,8 @@ class Vpc(_Strict):
 
 
 class IpFilterEntry(_Strict):
-    network: Annotated[str, Field(max_length=43)]
-    description: Annotated[str, Field(max_length=1024)] | None = None
+    network: Annotated[str, Field(max_length=MAX_NETWORK_CHARS)]
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] | None = None
 
     @model_validator(mode="after")
     def _network_is_cidr(self) -> IpFilterEntry:
@@ -129,9 +151,8 @@ class IpFilterEntry(_Strict):
         # `cidr.parse_many` (UserConfig._ip_filter_at_once): the same check as `cidr.parse`.
         try:
             cidr.parse(self.network)
-        except ValueError:
-            raise PydanticCustomError("cidr", "{value} is not a valid CIDR",
-                                      {"value": repr(self.network)}) from None
+        except ValueError as exc:
+            raise _invalid(self.network, exc, "CIDR") from None
         return self
 
 
@@ -255,7 +276,7 @@ _parsed = threading.local()
 
 class NodeSpec(_Strict):
     name: Name
-    addresses: Annotated[list[Address], Field(min_length=1)]
+    addresses: Annotated[list[HostAddress], Field(min_length=1)]
 
 
 class ServiceSpec(_Strict):
