@@ -20,11 +20,14 @@ must never label a metric with customer text or a token.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 POLICY = Info("nodewall_agent_policy", "The policy the kernel holds, as last verified")
@@ -72,6 +75,21 @@ REJECTED = RejectedPackets()
 REGISTRY.register(REJECTED)
 
 
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # scrapes are not events
+
+
 def serve(address: tuple[str, int]) -> None:
-    """Serve /metrics on address (a daemon thread of prometheus-client); OSError if taken."""
-    start_http_server(address[1], addr=address[0])
+    """Serve /metrics on address from a daemon thread; OSError if it cannot listen. (Not
+    `start_http_server`: its loop wakes twice a second to look for a shutdown; this one sleeps
+    until a scrape comes.)"""
+    host, port = address
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    httpd = make_server(host, port, make_wsgi_app(REGISTRY), Server, handler_class=_Quiet)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 3600},
+                     name="nodewall-metrics", daemon=True).start()
