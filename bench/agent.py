@@ -156,6 +156,7 @@ def fanout(bench: Bench, api: Any) -> dict[str, float]:
           f"{statistics.median(applying):.3f} s, max {max(applying):.3f} s)", flush=True)
     for agent in agents.values():
         agent.kill()
+    ok(api.delete("/v1/project/bench/service/pg"))  # its addresses are the next parts' too
     return {"p50": statistics.median(latencies), "p99": pct(latencies, 0.99),
             "max": max(latencies), "node_p50": statistics.median(per_node)}
 
@@ -198,6 +199,7 @@ def one_entry(bench: Bench, api: Any) -> dict[str, float]:
           f"(decoding {statistics.median(decoding) * 1000:.1f}), "
           f"backend apply p50 {statistics.median(applying) * 1000:.1f} ms", flush=True)
     agent.kill()
+    ok(api.delete("/v1/project/bench/service/wide"))
     return {"added_p50": statistics.median(added), "added_max": max(added),
             "removed_p50": statistics.median(removed), "api_p50": statistics.median(answer)}
 

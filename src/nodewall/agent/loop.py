@@ -123,9 +123,10 @@ class AgentLoop:
                        **({"notify_error": failure} if failure else {}))
         else:
             self.notifier.status(status)
-        self._report()
+        self.report_state()
 
-    def _report(self) -> None:
+    def report_state(self) -> None:
+        """Queue a report of what the kernel holds (and the last apply error)."""
         held = self.keeper.held
         if self.report is not None:
             self.report(Report(held.version if held else None, self.keeper.backend_name,
@@ -207,7 +208,7 @@ class AgentLoop:
             logs.event("apply_failed", "error", version=answer.version, error=str(exc),
                        kept=held.version if held else None, attempt=self.apply_backoff.failures,
                        retry_in=round(delay, 2))
-            self._report()
+            self.report_state()
             return
         verified = time.time()
         self.pending = None
@@ -255,7 +256,7 @@ class AgentLoop:
             logs.event("drift_repaired", "warning", version=self.keeper.held.version,
                        backend=repaired.backend, kind=_kind(repaired),
                        flows_cut=repaired.flows_cut, trigger="timer" if timer else "kernel")
-            self._report()
+            self.report_state()
         if timer:
             counts = self.keeper.rejected_packets()
             if counts is not None:

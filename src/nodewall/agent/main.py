@@ -80,7 +80,7 @@ def run(options: Options, token: str | None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    held = loop.boot(failsafe_policy(options.node, options.management_networks))
+    loop.boot(failsafe_policy(options.node, options.management_networks))
     inbox = Inbox()
     if options.server is not None:
         assert token is not None and options.token_file is not None
@@ -91,7 +91,7 @@ def run(options: Options, token: str | None) -> int:
         ca = str(options.ca_file) if options.ca_file else None
         reporter = Reporter(ControlPlane(options.server, options.node, token, ca), stop)
         loop.report = reporter.submit
-        loop._report()  # what boot put in the kernel
+        loop.report_state()  # what boot put in the kernel
         token_file = options.token_file
         cached = keeper.held.version if keeper.held and keeper.held.source == "cache" else None
         poller = Poller(ControlPlane(options.server, options.node, token, ca), inbox,
@@ -103,7 +103,6 @@ def run(options: Options, token: str | None) -> int:
         from nodewall.agent.specsource import SpecSource
 
         SpecSource(options.spec, options.node, inbox, stop).start()
-    del held
     try:
         loop.run(inbox, _watcher(keeper))
     except Exception as exc:  # a bug: say so in the log's shape; systemd restarts the agent
