@@ -93,8 +93,11 @@ class Bench:
         token = self.workdir / f"token-{node}"
         token.write_text(self.server.token(node) + "\n")
         token.chmod(0o600)
+        # iptables takes a machine-wide lock file; one per node, as on separate machines
+        env = {"XTABLES_LOCKFILE": str(self.workdir / f"xtables-{role}.lock")} \
+            if self.args.lock_per_node else None
         made = Agent(self.topo.ns(role), node, self.args.backend, self.workdir,
-                     ["--server", self.server.url, "--token-file", str(token), *extra])
+                     ["--server", self.server.url, "--token-file", str(token), *extra], env)
         self.agents.append(made)
         return made.start()
 
@@ -313,6 +316,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=8000)
     parser.add_argument("--peers", type=int, default=300)
     parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--lock-per-node", action="store_true",
+                        help="iptables: a lock file per agent (as on separate machines) "
+                             "instead of the one /run/xtables.lock all agents share here")
     parser.add_argument("--only", choices=["fanout", "entry", "footprint"], default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nodewall-agent-bench-") as tmp, \

@@ -61,6 +61,10 @@ def run(options: Options, token: str | None) -> int:
                server=options.server, spec=str(options.spec) if options.spec else None,
                backend=options.backend, state_dir=str(options.state_dir),
                verify_interval=options.verify_interval)
+    if options.server is not None and _plain_http_off_host(options.server):
+        logs.event("plain_http", "warning", server=options.server,
+                   reason="the token crosses the network unencrypted; use https:// and "
+                          "--ca-file")
     if options.metrics_address is not None:
         try:
             metrics.serve(options.metrics_address)
@@ -115,6 +119,19 @@ def run(options: Options, token: str | None) -> int:
     finally:
         stop.set()
     return 0
+
+
+def _plain_http_off_host(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    try:
+        return not ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:
+        return parts.hostname != "localhost"
 
 
 def _reread_token(path: Path) -> str | None:
