@@ -361,3 +361,44 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     problems = [line for line in (done.stdout + done.stderr).splitlines()
                 if "nodewall-agent" in line]
     assert done.returncode == 0 and not problems, done.stdout + done.stderr
+
+
+def test_client_speaks_https_with_the_ca_file(tmp_path: Path) -> None:
+    """HTTPS against a real TLS server on loopback: trusted through --ca-file; refused (as
+    unavailable, never as an answer) without it or for another name."""
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=nodewall-test",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    body = encode_answer(failsafe_policy("n1"), None)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        answer = ControlPlane(url, "n1", "t", ca_file=str(cert)).fetch_policy(None, 0)
+        assert not isinstance(answer, Unchanged) and answer.body == body
+        with pytest.raises(Unavailable, match="not trusted"):
+            ControlPlane(url, "n1", "t").fetch_policy(None, 0)
+        wrong = url.replace("127.0.0.1", "localhost")
+        with pytest.raises(Unavailable, match="not trusted"):
+            ControlPlane(wrong, "n1", "t", ca_file=str(cert)).fetch_policy(None, 0)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
