@@ -184,3 +184,22 @@ def test_refused_policy_keeps_previous_reports_and_backs_off(cluster: Cluster,
     assert report["applied_version"] == boot["version"]
     assert broken.version in report["error"]
     assert len(server.polls()) <= 6, "the refused version is not fetched again and again"
+
+
+def test_refused_token_keeps_rules_then_a_rotated_token_is_picked_up(cluster: Cluster) -> None:
+    lab = cluster.lab
+    assert lab.server is not None
+    other = lab.server.token(cluster.node("n2"))  # a real token, of another node: 403
+    agent = cluster.agent("n1", "nftables", "--management-network", "198.51.100.0/28",
+                          token=other).start()
+    boot = agent.wait_event("boot_applied")
+    refused = agent.wait_event("auth_refused")
+    assert refused["reason"].startswith("403") and refused["rules"] == "kept"
+    time.sleep(1)
+    assert agent.kernel().version == boot["version"], "the fail-safe rules are kept"
+    assert other not in agent.log.read_text()
+
+    token_file = next(Path(a) for a in agent.args if a.endswith(f"token-{cluster.node('n1')}"))
+    token_file.write_text(lab.server.token(cluster.node("n1")) + "\n")  # rotated in place
+    cluster.converged(agent, "n1", timeout=40)
+    assert any(e["event"] == "server_back" for e in agent.events())
