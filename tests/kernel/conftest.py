@@ -1,21 +1,26 @@
 """Fixtures of the real-kernel suite: one topology of namespaces per run, a node helper per
-backend. Every test here runs for each name in BACKENDS (the iptables backend adds its name).
+backend. Every test here runs for each name in BACKENDS (the iptables backend adds its name),
+but for the iptables-only tests (test_iptables_*.py), which run for each iptables variant
+(`iptables_node`) and find the node namespace's iptables and ipsets empty again afterwards.
 
-Outside CI a kernel test that cannot run (not root, no namespaces) is skipped; with `CI` set it
-fails instead.
+Outside CI a kernel test that cannot run (not root, no namespaces, a tool missing) is skipped;
+with `CI` set it fails instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from netns import HOSTS, Listeners, Topology, entered, kernel_ready, sh
+from normalise import ipset_save, xtables_save
 
 from nodewall.backends.base import ApplyResult, Backend, Status
+from nodewall.backends.iptables import xtables
 from nodewall.policy.model import NodePolicy, Rule
 
 #: Every backend must pass this same suite.
@@ -104,13 +109,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kernel)
 
 
-@pytest.fixture(scope="session")
-def topology() -> Iterator[Topology]:
-    why = kernel_ready()
+def unavailable(why: str | None) -> None:
+    """Skip the calling test when `why` says it cannot run here; under CI fail it instead."""
     if why is not None:
         if os.environ.get("CI"):
             pytest.fail(f"kernel tests must run in CI: {why}")
         pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def topology() -> Iterator[Topology]:
+    unavailable(kernel_ready())
     topo = Topology()
     listeners: Listeners | None = None
     try:
@@ -137,14 +146,16 @@ def topology() -> Iterator[Topology]:
 class Node:
     """The node under test: applies policies with one backend inside the node namespace."""
 
-    def __init__(self, topo: Topology, backend_name: str) -> None:
+    def __init__(self, topo: Topology, backend_name: str, backend: Backend | None = None) -> None:
+        """The backend registered as `backend_name`, or `backend` (that backend's object made
+        another way, e.g. the iptables backend fixed to one variant)."""
         from nodewall.backends.registry import get_backend
 
         self.topo = topo
         self.ns = topo.ns("node")
         self.backend_name = backend_name
         with entered(self.ns):
-            self.backend: Backend = get_backend(backend_name)
+            self.backend: Backend = backend or get_backend(backend_name)
         self.v4, self.v6 = HOSTS["node"]
         self.listeners = SERVERS[self.ns]
 
@@ -178,3 +189,85 @@ def node(request: pytest.FixtureRequest, topology: Topology) -> Iterator[Node]:
                 with contextlib.suppress(Exception):
                     get_backend(name).remove()
         sh("conntrack", "-F", ns=helper.ns, check=False)
+
+
+@pytest.fixture(scope="module")
+def outside(topology: Topology) -> Iterator[dict[str, Listeners]]:
+    """Servers outside the node for egress probes (the metadata host included), for one module
+    (another module may serve other ports on these hosts)."""
+    servers: dict[str, Listeners] = {}
+    try:
+        for role in ("metadata", "vpc", "office", "internet", "peer"):
+            servers[role] = Listeners(topology.ns(role))
+            servers[role].ensure(tcp={80, 53, 1080, 5555}, udp={53, 123, 5555})
+        yield servers
+    finally:
+        for server in servers.values():
+            server.close()
+
+
+# --- the iptables-only tests ------------------------------------------------------------------
+
+#: Every iptables-only test runs with each variant.
+VARIANTS: tuple[xtables.Variant, ...] = ("nft", "legacy")
+XT_FAMILIES: tuple[xtables.FamilyNum, ...] = (4, 6)
+XTABLES_TOOLS = ("ipset", "conntrack", "setpriv",
+                 *(xtables.tool(v, f, what) for v in VARIANTS for f in XT_FAMILIES
+                   for what in ("", "save", "restore")))
+
+
+@pytest.fixture(params=VARIANTS)
+def variant(request: pytest.FixtureRequest) -> xtables.Variant:
+    chosen: xtables.Variant = request.param
+    return chosen
+
+
+def saved(ns: str, variant: xtables.Variant, family: xtables.FamilyNum,
+          counters: bool = False) -> list[str]:
+    """One family's tables in namespace `ns` as the variant's *-save prints them (with
+    `counters`: saved with -c), normalised (`normalise.xtables_save`)."""
+    argv = [xtables.tool(variant, family, "save"), *(["-c"] if counters else [])]
+    return xtables_save(sh(*argv, ns=ns), counters)
+
+
+def xtables_view(ns: str, variant: xtables.Variant, counters: bool = False) -> str:
+    """Both families' tables (`saved`) and every ipset (`ipset save`, sorted) of `ns`."""
+    lines = [line for family in XT_FAMILIES for line in saved(ns, variant, family, counters)]
+    return "\n".join([*lines, *ipset_save(sh("ipset", "save", ns=ns))])
+
+
+def scrub_xtables(ns: str) -> None:
+    """Empty the filter tables of both variants and families in `ns` (nodewall's chains and any
+    a test added), then destroy every ipset; fail when anything is left."""
+    for variant in VARIANTS:
+        for family in XT_FAMILIES:
+            if xtables._has_rules(sh(xtables.tool(variant, family, "save"), ns=ns)):
+                for op in ("-F", "-X"):
+                    sh(xtables.tool(variant, family, ""), "-w", op, ns=ns, check=False)
+    sh("ipset", "destroy", ns=ns, check=False)
+    left = [f"{v} IPv{f}" for v in VARIANTS for f in XT_FAMILIES
+            if xtables._has_rules(sh(xtables.tool(v, f, "save"), ns=ns))]
+    assert not left and not sh("ipset", "list", "-n", ns=ns).strip(), \
+        f"iptables or ipsets left in {ns}: {left}"
+
+
+@pytest.fixture
+def iptables_ns(topology: Topology) -> Iterator[str]:
+    """The node namespace for a test that drives iptables and ipset itself; scrubbed afterwards,
+    even when the test fails."""
+    missing = [tool for tool in XTABLES_TOOLS if shutil.which(tool) is None]
+    unavailable(f"missing tools: {missing}" if missing else None)
+    ns = topology.ns("node")
+    try:
+        yield ns
+    finally:
+        scrub_xtables(ns)
+        sh("conntrack", "-F", ns=ns, check=False)
+
+
+@pytest.fixture
+def iptables_node(iptables_ns: str, topology: Topology, variant: xtables.Variant) -> Node:
+    """The node under test with the iptables backend fixed to `variant`."""
+    from nodewall.backends.iptables.backend import IptablesBackend
+
+    return Node(topology, "iptables", IptablesBackend(variant))

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from netns import sh
+from normalise import nft_stateless
 
 RULESETS = Path(__file__).resolve().parent / "neighbour_rulesets"
 _TABLE = re.compile(r"^table (\S+) (\S+) \{", re.MULTILINE)
@@ -36,8 +37,7 @@ def listing(ns: str) -> dict[str, str]:
         family, name = line.split()[1:3]
         if (family, name) != ("inet", "nodewall"):
             text = sh("nft", "-s", "list", "table", family, name, ns=ns)
-            text = re.sub(r"(packets|bytes|used) \d+( \w*bytes)?", "", text)
-            out[f"{family} {name}"] = text
+            out[f"{family} {name}"] = nft_stateless(text)
     return out
 
 

@@ -22,6 +22,7 @@ import selectors
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -232,6 +233,9 @@ class Listeners:
             key.fileobj.close()  # type: ignore[union-attr]
 
 
+#: The probe outcome each verdict of the reference evaluator (`nodewall.policy.evaluator`) means.
+OUTCOME = {"accept": "open", "reject": "refused", "drop": "timeout"}
+
 REFUSED = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES,
            errno.EPERM, errno.ECONNRESET}
 
@@ -286,6 +290,41 @@ def probe(ns: str, src: str, dst: str, proto: str, port: int, timeout: float = 0
         raise
     finally:
         s.close()
+
+
+_PROBE_AS = """
+import errno, socket, sys
+proto, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+s.settimeout(0.5)
+if family == socket.AF_INET:
+    s.setsockopt(socket.SOL_IP, 11, 1)
+else:
+    s.setsockopt(socket.IPPROTO_IPV6, 25, 1)
+try:
+    s.connect((dst, port))
+    if proto == "udp":
+        s.send(b"x"); s.recv(9)
+    print("open")
+except TimeoutError:
+    print("timeout")
+except OSError as exc:
+    print("refused", errno.errorcode.get(exc.errno or 0, exc.errno))
+"""
+
+
+def probe_as(ns: str, uid: int, proto: str, dst: str, port: int,
+             why: list[str] | None = None) -> str:
+    """One new connection from namespace `ns` to dst:port by a process of its own running as
+    `uid` (setpriv: real, effective and filesystem uid, no groups), as a real program of that
+    user makes it. `open` or `timeout` as `probe` says them; `refused` on any error, whose errno
+    name `why` collects."""
+    out = sh("setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable,
+             "-c", _PROBE_AS, proto, dst, str(port), ns=ns).split()
+    if out[0] == "refused" and why is not None:
+        why.append(out[1])
+    return out[0]
 
 
 def probe_raw(ns: str, src: str, dst: str, protocol: int = 50, timeout: float = 0.5) -> str:

@@ -33,7 +33,7 @@ import pytest
 from conftest import PAIRS, Node
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
-from netns import HOSTS, Listeners, Topology, ping, probe, probe_raw
+from netns import HOSTS, OUTCOME, Listeners, Topology, ping, probe, probe_raw
 
 from nodewall.errors import SpecError
 from nodewall.policy.evaluator import Packet, Verdict, evaluate
@@ -73,7 +73,6 @@ EXAMPLES, PACKETS, PINGS, ESPS, EGRESS = 150, 16, 1, 3, 8
 #: The ping limit's bucket as `_pace` models it, below the kernel's (10/s, burst 5): the
 #: margin covers clock granularity (xt_limit counts jiffies) and the time a ping travels.
 PING_RATE, PING_BURST = 9.0, 4.0
-OUTCOME = {"accept": "open", "reject": "refused", "drop": "timeout"}
 #: (kind, "ece" or "other", action) that a run must have checked at least once.
 REQUIRED = {("egress", "ece", "accept"), ("egress", "ece", "reject"),
             ("egress", "other", "accept"), ("egress", "other", "reject"),

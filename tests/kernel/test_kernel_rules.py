@@ -3,10 +3,9 @@ refused at once (RST or ICMP unreachable within 0.5 s, never a timeout)."""
 
 from __future__ import annotations
 
-import pytest
 from conftest import Node
 from kspecs import BOUNCER_PORT, PG_PORT, PROMETHEUS_PORT, in_vpc, policy, public
-from netns import HOSTS, Listeners, ping, probe, probe_raw, sh, stray_ack
+from netns import HOSTS, Listeners, ping, probe, probe_as, probe_raw, sh, stray_ack
 
 FAMILIES = (0, 1)  # index into a HOSTS pair: IPv4, IPv6
 
@@ -108,47 +107,8 @@ def test_vpc_clients_and_public_access(node: Node) -> None:
     assert outcome(node, "vpc", 1, "tcp", PG_PORT) == "refused"
 
 
-@pytest.fixture(scope="module")
-def outside(topology: object) -> dict[str, Listeners]:
-    """Servers outside the node for egress probes (the metadata host included)."""
-    from netns import Topology
-
-    assert isinstance(topology, Topology)
-    servers = {}
-    for role in ("metadata", "vpc", "office", "internet", "peer"):
-        servers[role] = Listeners(topology.ns(role))
-        servers[role].ensure(tcp={80, 53, 1080, 5555}, udp={53, 123, 5555})
-    return servers
-
-
-EGRESS_PROBE = """
-import socket, sys
-proto, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-s.settimeout(0.5)
-if family == socket.AF_INET:
-    s.setsockopt(socket.SOL_IP, 11, 1)
-else:
-    s.setsockopt(socket.IPPROTO_IPV6, 25, 1)
-try:
-    s.connect((dst, port))
-    if proto == "udp":
-        s.send(b"x"); s.recv(9)
-    print("open")
-except TimeoutError:
-    print("timeout")
-except OSError:
-    print("refused")
-"""
-
-
 def egress(node: Node, uid: int, proto: str, dst: str, port: int) -> str:
-    import sys
-
-    cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-           sys.executable, "-c", EGRESS_PROBE, proto, dst, str(port)]
-    return sh(*cmd, ns=node.ns).strip()
+    return probe_as(node.ns, uid, proto, dst, port)
 
 
 def test_egress_metadata_and_standard(node: Node, outside: dict[str, Listeners]) -> None:

@@ -6,7 +6,6 @@ the image built from the policy. Runs in the topology's node namespace (nftables
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kspecs import policy, public
 from netns import Topology, entered, sh
+from normalise import nft_listing
 
 from nodewall.backends.nftables import wire as nftwire
 from nodewall.backends.nftables.backend import NftablesBackend, render
@@ -34,15 +34,6 @@ POOL = ["0.0.0.0/0", "0.0.0.0/8", "1.0.0.0/8", "10.0.0.0/24", "10.0.1.0/24", "10
         "fd00::/8", "fe00::/8"]
 
 
-def normalised(text: str) -> list[str]:
-    """A listing or render as comparable lines: counters without values, the one spelling the
-    kernel shortens, and element lists on one line."""
-    text = re.sub(r"counter packets \d+ bytes \d+", "counter", text)
-    text = text.replace("reject with icmpx port-unreachable", "reject")
-    text = re.sub(r"elements = \{[^}]*\}", lambda m: " ".join(m.group(0).split()), text)
-    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
-
-
 @pytest.fixture
 def nft_node(topology: Topology) -> Iterator[tuple[str, NftablesBackend]]:
     ns = topology.ns("node")
@@ -57,7 +48,7 @@ def nft_node(topology: Topology) -> Iterator[tuple[str, NftablesBackend]]:
 
 def check_kernel_holds(ns: str, backend: NftablesBackend, policy: NodePolicy) -> None:
     listing = sh("nft", "list", "table", "inet", "nodewall", ns=ns)
-    assert normalised(listing) == normalised(render(policy))
+    assert nft_listing(listing) == nft_listing(render(policy))
     with entered(ns):
         image = nftwire.read_image(backend._socket())
         assert backend.status().drift == ()

@@ -243,14 +243,6 @@ def entry_count(nl: netlink.Socket) -> int | None:
     raise AssertionError("unreachable: replies() does not end")
 
 
-def list_flows() -> list[Flow]:
-    """Every conntrack entry of the calling thread's namespace, both families."""
-    with netlink.Socket(netlink.NETLINK_NETFILTER) as nl:
-        flows = (parse_flow(msg) for msg in nl.ask(_CT | IPCTNL_MSG_CT_GET, bytes(4),
-                                                      dump=True))
-        return [flow for flow in flows if flow is not None]
-
-
 def _tuple_span(msg: bytes) -> tuple[int, int] | None:
     """Where the CTA_TUPLE_ORIG attribute (header included) of an entry message is: first,
     as the kernel writes it, else wherever."""
