@@ -2,12 +2,14 @@
 # Set up nodewall on a bare Debian machine, as root: the kernel tools the backends drive, the
 # PostgreSQL server the store tests start, firewalld and D-Bus (the kernel tests run firewalld
 # inside a test namespace as a neighbour of nodewall's table; it is never started on the host),
+# microsocks (the lab's SOCKS5 proxy), chromium (the lab report's browser test)
 # and the Python environment in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(nftables libnftables1 iptables ipset conntrack iproute2 procps util-linux postgresql
-          firewalld dbus-daemon dbus-bin openssl systemd)
+          firewalld dbus-daemon dbus-bin openssl systemd
+          microsocks chromium)
 if [ "$(id -u)" = 0 ]; then
     missing=()
     for p in "${packages[@]}"; do

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from nodewall.cli import agent, kernel, platform, spec
+from nodewall.cli import agent, kernel, lab, platform, spec
 
 app = typer.Typer(
     name="nodewall",
@@ -23,3 +23,4 @@ spec.register(app)
 kernel.register(app)
 platform.register(app)
 agent.register(app)
+lab.register(app)
