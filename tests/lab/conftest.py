@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NODEWALL = ROOT / ".venv" / "bin" / "nodewall"
-TOOLS = ("ip", "nft", "iptables", "ipset", "openssl", "pg_isready", "microsocks", "runuser")
+TOOLS = ("ip", "nft", "iptables", "ipset", "openssl", "pg_isready", "microsocks", "runuser",
+         "setpriv")
 #: Places a lab run could leave files in besides its work directory.
 WATCHED = (Path("/tmp"), Path("/var/tmp"), Path("/run/netns"), Path("/var/lib/nodewall"),
            Path("/run"), ROOT)

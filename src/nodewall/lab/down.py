@@ -22,10 +22,11 @@ def down(workdir: Path) -> list[str]:
     state = LabState.load(workdir)
     prefix = state.prefix if state is not None else PREFIX
     if state is not None:
-        for name in list(state.pids):
-            if processes.alive(state.pids[name]):
-                removed.append(f"process {name}")
-            processes.stop(state, name, timeout=3)
+        names = list(state.pids)
+        removed += [f"process {n}" for n in names if processes.alive(state.pids[n])]
+        agents = [n for n in names if n.startswith("agent-")]
+        processes.stop_all(state, agents, timeout=3)  # before the server they poll
+        processes.stop_all(state, [n for n in names if n not in agents], timeout=3)
     for ns in existing(prefix):
         remove_namespace(ns)
         removed.append(f"namespace {ns}")

@@ -27,7 +27,9 @@ def start(state: LabState, name: str, ns: str, cmd: list[str], user: str | None 
     `<workdir>/logs/<name>.log`; records and returns its pid."""
     logs = Path(state.workdir) / "logs"
     logs.mkdir(exist_ok=True)
-    full = ["ip", "netns", "exec", ns, *(["runuser", "-u", user, "--"] if user else []), *cmd]
+    # setpriv execs the command (runuser would stay as a parent that delays every stop by 2 s)
+    as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"] if user else []
+    full = ["ip", "netns", "exec", ns, *as_user, *cmd]
     with (logs / f"{name}.log").open("ab") as out:
         proc = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
@@ -38,31 +40,39 @@ def start(state: LabState, name: str, ns: str, cmd: list[str], user: str | None 
 
 
 def alive(pid: int) -> bool:
+    """Is `pid` running? A zombie is not (in a container nobody may ever reap an orphan)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
-        if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+    if zombie:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-            return False
-    return True
+    return not zombie
 
 
 def stop(state: LabState, name: str, timeout: float = 5) -> None:
-    """SIGTERM the process group of `name`, SIGKILL after `timeout`; forget it."""
-    pid = state.pids.pop(name, None)
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+    """Stop the process (group) `name` and forget it."""
+    stop_all(state, [name], timeout)
+
+
+def stop_all(state: LabState, names: list[str], timeout: float = 5) -> None:
+    """SIGTERM the process groups of `names` at once, SIGKILL those left after `timeout`."""
+    pids = [state.pids[n] for n in names if n in state.pids]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    for n in names:
+        state.pids.pop(n, None)
     state.save()
 
 

@@ -43,7 +43,7 @@ def preflight() -> None:
         raise LabError("nodewall lab needs root: it creates network namespaces and applies "
                        "firewalls inside them (run it with sudo)")
     missing = [tool for tool in ("ip", "nft", "iptables", "ipset", "openssl", "pg_isready",
-                                 "microsocks", "runuser") if shutil.which(tool) is None]
+                                 "microsocks", "runuser", "setpriv") if shutil.which(tool) is None]
     if missing:
         raise LabError(f"missing tools: {', '.join(missing)} (bash scripts/setup.sh installs "
                        "them)")
