@@ -30,6 +30,15 @@ else
 fi
 
 python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ] && ! "$python" -c 'import ensurepip' 2>/dev/null; then
+    # Debian's own python3 keeps venv's pip in a package of its own
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+    else
+        echo "setup: $python cannot make a venv (apt-get install python3-venv)" >&2
+        exit 1
+    fi
+fi
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi

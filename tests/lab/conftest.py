@@ -65,6 +65,17 @@ def snapshot() -> set[str]:
     return out
 
 
+def root_namespace() -> dict[str, str]:
+    """The root namespace's firewall, links and addresses, as the tools print them."""
+    def run(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+    saved = run("iptables-save")
+    return {"nft": run("nft", "list", "ruleset"),
+            "iptables": "\n".join(x for x in saved.splitlines() if not x.startswith("#")),
+            "links": run("ip", "-o", "link", "show"), "addresses": run("ip", "-o", "address")}
+
+
 def lab_processes(workdir: Path) -> list[str]:
     """Command lines of live processes that name the work directory (agents, server, postgres,
     listeners of this run)."""

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import lab_processes, run_lab, snapshot
+from conftest import lab_processes, root_namespace, run_lab, snapshot
 
 CHANGES = 4
 MATRICES = 1 + CHANGES
@@ -37,10 +37,10 @@ def whole_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 def _run_whole(backend: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     workdir = Path(tempfile.mkdtemp(prefix="nwlab-test-", dir="/var/tmp"))
     workdir.chmod(0o755)
-    before = snapshot()
+    before, root_before = snapshot(), root_namespace()
     try:
         proc = run_lab(workdir, "--backend", backend)
-        after = snapshot()
+        after, root_after = snapshot(), root_namespace()
         leftovers = lab_processes(workdir)
         report = (workdir / "lab-report.html").read_text() \
             if (workdir / "lab-report.html").exists() else ""
@@ -51,6 +51,7 @@ def _run_whole(backend: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             run_lab(workdir, "down", timeout=60)
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
     return {"backend": backend, "proc": proc, "new": after - before - {str(workdir)},
+            "root": (root_before, root_after),
             "gone": before - after, "leftovers": leftovers, "report": kept}
 
 
@@ -82,6 +83,19 @@ def test_nothing_left_behind(whole_run: dict[str, object]) -> None:
         new = {n for n in new if LAB_NAMES.search(n)}
     assert new == set(), "left outside the work directory"
     assert not [n for n in whole_run["gone"] if str(n).startswith("netns:")]  # type: ignore[attr-defined]
+
+
+def test_root_namespace_untouched(whole_run: dict[str, object]) -> None:
+    """The root namespace's firewall, links and addresses are as before (outside CI, other
+    suites' transient veths, named nwn*, may come and go meanwhile)."""
+    before, after = whole_run["root"]  # type: ignore[misc]
+    for key in before:
+        if key == "links" and not os.environ.get("CI"):
+            drop = re.compile(r"nwn[0-9a-f]")
+            assert [x for x in before[key].splitlines() if not drop.search(x)] == \
+                [x for x in after[key].splitlines() if not drop.search(x)]
+        else:
+            assert before[key] == after[key], key
 
 
 class Tables(HTMLParser):
