@@ -12,8 +12,8 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from nodewall.lab import processes, scenario
 from nodewall.lab.api import LabApi
@@ -31,7 +31,8 @@ def connect(state: LabState) -> LabApi:
     return LabApi(f"{state.prefix}-ctl", state.server_url, token, str(state.ca_file))
 
 
-def ns_of(state: LabState) -> Any:
+def ns_of(state: LabState) -> Callable[[str], str]:
+    """host name -> the name of its namespace in this lab"""
     return lambda host: f"{state.prefix}-{host}"
 
 
@@ -186,7 +187,8 @@ def all_nodes(state: LabState) -> list[str]:
     return [n for nodes in state.nodes.values() for n in nodes]
 
 
-def wait_fleet(state: LabState, api: LabApi, since: float, progress: Any = None,
+def wait_fleet(state: LabState, api: LabApi, since: float,
+               progress: Callable[[str], None] | None = None,
                timeout: float = 90) -> dict[str, str]:
     """Until every agent reports its desired version and every kernel holds it; the versions."""
     nodes = all_nodes(state)
@@ -212,12 +214,15 @@ def wait_fleet(state: LabState, api: LabApi, since: float, progress: Any = None,
     return want
 
 
-def up(workdir: Path, backend: str, progress: Any = None) -> LabState:
+def up(workdir: Path, backend: str, progress: Callable[[str], None] | None = None) -> LabState:
     """Bring the whole lab up; the state (saved). Raises LabError, leaving the record."""
     preflight()
     started = time.monotonic()
     state = new_state(workdir, backend)
-    say = progress or (lambda text: None)
+    def say(text: str) -> None:
+        if progress is not None:
+            progress(text)
+
     say(f"namespaces (prefix {state.prefix})")
     build_network(state)
     say("control plane (nodewall server, TLS, SQLite)")
