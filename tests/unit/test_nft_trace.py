@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,26 @@ REJECT_WITH = {"tcp": "tcp reset", "udp": "icmpx port-unreachable"}
 _FIXED_PORTS = (1, 22, 53, 80, 443, 8080, 65535)
 
 
+_PROBES: dict[tuple[int, int], tuple[NodePolicy, list[Any]]] = {}
+
+
+def _once(policy: NodePolicy, key: int, make: Callable[[], list[Any]]) -> list[Any]:
+    """`make()`, worked out once per policy object (a few policies are probed at a time)."""
+    held = _PROBES.get((id(policy), key))
+    if held is None or held[0] is not policy:
+        if len(_PROBES) > 32:
+            _PROBES.clear()
+        held = _PROBES[(id(policy), key)] = (policy, make())
+    return held[1]
+
+
 def probe_addresses(policy: NodePolicy, family: int) -> list[str]:
     """The addresses worth a packet: each set network's first and last address and the
     neighbours just outside, and a few fixed ones."""
+    return _once(policy, family, lambda: _probe_addresses(policy, family))
+
+
+def _probe_addresses(policy: NodePolicy, family: int) -> list[str]:
     out = {"8.8.8.8", "127.0.0.1", "10.0.0.1"} if family == 4 else {"2001:4860::8888", "::1"}
     for s in policy.sets:
         if s.family != family:
@@ -58,6 +75,10 @@ def probe_addresses(policy: NodePolicy, family: int) -> list[str]:
 
 
 def probe_ports(policy: NodePolicy) -> list[int]:
+    return _once(policy, 0, lambda: _probe_ports(policy))
+
+
+def _probe_ports(policy: NodePolicy) -> list[int]:
     ports = {p for r in policy.rules for p in r.dports} | {c.port for c in policy.components}
     return sorted(ports | {p + 1 for p in ports if p < 65535} | set(_FIXED_PORTS))
 
@@ -161,12 +182,20 @@ def test_traced_bytecode_of_every_example_node_meets_the_evaluator(policy: NodeP
     assert not wrong, "\n".join(wrong[:10])
 
 
+def _drawn_packets(draw: st.DrawFn, policy: NodePolicy) -> list[Packet]:
+    """Packets drawn field by field, and a drawn sample of the packets aimed at its rules."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    targeted = aimed(policy, rng)
+    return ([_packet(None, draw, policy) for _ in range(draw(st.integers(1, 20)))]
+            + rng.sample(targeted, min(len(targeted), 60)))
+
+
 @st.composite
 def generated(draw: st.DrawFn) -> tuple[NodePolicy, list[Packet]]:
     doc = draw(strategies.deployment_specs())
     node = draw(strategies.node_names(doc))
     policy = compile_node(parse_spec(doc), node)
-    return policy, [_packet(None, draw, policy) for _ in range(draw(st.integers(1, 30)))]
+    return policy, _drawn_packets(draw, policy)
 
 
 @PROPERTY
@@ -194,7 +223,7 @@ def updates(draw: st.DrawFn) -> tuple[NodePolicy, NodePolicy, list[Packet]]:
     except ValueError:
         assume(False)
         raise
-    return first, second, [_packet(None, draw, second) for _ in range(draw(st.integers(1, 30)))]
+    return first, second, _drawn_packets(draw, second)
 
 
 @PROPERTY
