@@ -14,8 +14,8 @@ FAMILIES = (4, 6)
 BITS = {4: 32, 6: 128}
 BYTES = {4: 4, 6: 16}
 #: socket address family (AF_INET, AF_INET6), and back
-AF = {4: socket.AF_INET, 6: socket.AF_INET6}
-OF_AF = {socket.AF_INET: 4, socket.AF_INET6: 6}
+AF: dict[int, int] = {4: socket.AF_INET, 6: socket.AF_INET6}
+OF_AF: dict[int, int] = {socket.AF_INET: 4, socket.AF_INET6: 6}
 #: netfilter protocol family (NFPROTO_IPV4, NFPROTO_IPV6), as `meta nfproto` loads it
 NFPROTO = {4: 2, 6: 10}
 #: nft's name of the network header (`ip saddr`, `ip6 saddr`), also its table family
