@@ -18,6 +18,7 @@ from typing import assert_never
 from nodewall.backends.netlink import attr, string, u32
 from nodewall.backends.nftables.steps import (
     COMMENT_MAX,
+    ICMP_L4,
     AddrInSet,
     Counter,
     CtStates,
@@ -54,7 +55,6 @@ _EQ, _NEQ = 0, 1
 VERDICTS = {"accept": 1, "drop": 0, "return": -5}
 _CT_BITS = {"invalid": 1, "established": 2, "related": 4, "new": 8}
 _L4 = {"tcp": 6, "udp": 17, "esp": 50, "icmp": 1, "ipv6-icmp": 58}  # by nft's names
-_ICMP_L4 = {4: "icmp", 6: "ipv6-icmp"}
 _ADDR_OFFSET = {(4, True): 12, (4, False): 16, (6, True): 8, (6, False): 24}  # (family, saddr)
 # reject type (NFT_REJECT_TCP_RST 1, NFT_REJECT_ICMPX_UNREACH 2) and ICMPx code
 _REJECT: dict[str, tuple[int, int | None]] = {
@@ -163,7 +163,7 @@ def line_parts(line: Line) -> list[Part]:
                 if not have_nfproto:
                     parts += _nfproto(family)
                 codes = ICMP_TYPES[family]
-                parts += [*_l4proto(_ICMP_L4[family]), _payload(_TRANSPORT, 0, 1), _one_or_anon(
+                parts += [*_l4proto(ICMP_L4[family]), _payload(_TRANSPORT, 0, 1), _one_or_anon(
                     f"icmp{family}", tuple(bytes([codes[n]]) for n in names))]
             case SkUid(uid):
                 parts += [_meta(_META_SKUID), _cmp(uid.to_bytes(4, "little"))]

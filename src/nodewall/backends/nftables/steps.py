@@ -28,7 +28,7 @@ COMMENT_MAX = 128
 CT_ORDER: tuple[CtState, ...] = ("invalid", "established", "related", "new")  # bit order
 L4Name = Literal["tcp", "udp", "esp", "icmp", "ipv6-icmp"]  # as nft names them
 RejectWith = Literal["tcp reset", "icmpx port-unreachable", "icmpx admin-prohibited"]
-_ICMP_L4: dict[int, L4Name] = {4: "icmp", 6: "ipv6-icmp"}
+ICMP_L4: dict[int, L4Name] = {4: "icmp", 6: "ipv6-icmp"}  # ICMP, ICMPv6 by family
 
 
 def comment(text: str) -> str:
@@ -171,7 +171,7 @@ def _protocol_steps(rule: Rule) -> tuple[Step, ...]:
         if rule.family is None:
             return (L4Proto(("icmp", "ipv6-icmp")),)
         if not rule.icmp_types:
-            return (L4Proto((_ICMP_L4[rule.family],)),)
+            return (L4Proto((ICMP_L4[rule.family],)),)
         codes = ICMP_TYPES[rule.family]
         return (IcmpType(rule.family, tuple(sorted(set(rule.icmp_types), key=codes.__getitem__))),)
     return ()
