@@ -22,7 +22,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "spec": {"catalogue", "net", "errors", "gcpause"},
     "policy": set(),
     "compiler": {"spec", "catalogue", "net", "policy", "gcpause", "errors"},
-    "backends": {"policy", "gcpause"},
+    "backends": {"policy", "gcpause", "net"},
     "store": set(),
     "server": {"store", "spec", "compiler", "catalogue", "net", "policy", "errors", "__init__"},
     "agent": {"policy", "backends", "gcpause", "net", "__init__"},
