@@ -60,18 +60,19 @@ def lab(ctx: typer.Context, backend: BackendOpt = "nftables",
     raise typer.Exit(whole(_console(), workdir, backend, keep))
 
 
-def _step(action: str, backend: str, workdir: Path, **kwargs: object) -> None:
+def _step(action: str, backend: str | None, workdir: Path, **kwargs: object) -> None:
+    """One step; `backend` only for `up` (the others use the recorded lab's)."""
     from nodewall.lab import run
     from nodewall.lab.netns import LabError
 
     if action != "down":
-        _checked(backend)
+        _checked(backend or "nftables")
     console = _console()
     try:
         if action == "up":
             try:
                 with run.sigterm_as_interrupt():
-                    run.bring_up(console, workdir, backend)
+                    run.bring_up(console, workdir, backend or "nftables")
             except (LabError, KeyboardInterrupt):
                 from nodewall.lab.down import down
 
@@ -109,30 +110,35 @@ def up_cmd(backend: BackendOpt = "nftables", workdir: WorkdirOpt = WORKDIR) -> N
 
 
 @lab_app.command("check")
-def check_cmd(backend: BackendOpt = "nftables", workdir: WorkdirOpt = WORKDIR) -> None:
+def check_cmd(workdir: WorkdirOpt = WORKDIR) -> None:
     """Measure the reachability matrix of the running lab against its policies."""
-    _step("check", backend, workdir)
+    _step("check", None, workdir)
 
 
 @lab_app.command("change")
 def change_cmd(keys: Annotated[list[str] | None, typer.Argument(
         help="Which changes: ip_filter, replace, public_access, integration (default: all "
-             "not yet made).")] = None,
-        backend: BackendOpt = "nftables", workdir: WorkdirOpt = WORKDIR) -> None:
+             "not yet made).")] = None, workdir: WorkdirOpt = WORKDIR) -> None:
     """Make the live changes through the API, timing each until every kernel enforces it."""
-    _step("change", backend, workdir, keys=keys)
+    from nodewall.lab.scenario import CHANGES
+
+    known = [c.key for c in CHANGES]
+    for key in keys or []:
+        if key not in known:
+            fail(2, f"change: {key!r} is not one of {', '.join(known)}")
+    _step("change", None, workdir, keys=keys)
 
 
 @lab_app.command("report")
-def report_cmd(backend: BackendOpt = "nftables", workdir: WorkdirOpt = WORKDIR) -> None:
+def report_cmd(workdir: WorkdirOpt = WORKDIR) -> None:
     """Write the HTML report of what the running lab measured so far."""
-    _step("report", backend, workdir)
+    _step("report", None, workdir)
 
 
 @lab_app.command("down")
-def down_cmd(backend: BackendOpt = "nftables", workdir: WorkdirOpt = WORKDIR) -> None:
+def down_cmd(workdir: WorkdirOpt = WORKDIR) -> None:
     """Remove the lab: processes, namespaces, runtime files (also after a killed run)."""
-    _step("down", backend, workdir)
+    _step("down", None, workdir)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ import ipaddress
 import socket
 import struct
 import subprocess
+from collections.abc import Callable
 
 from nodewall.lab.netns import entered
 
@@ -33,12 +34,12 @@ def _socket(ns: str, src: str, timeout: float) -> socket.socket:
     return s
 
 
-def tcp(ns: str, src: str, dst: str, port: int, timeout: float = 1.0) -> str:
-    """One new TCP connection src -> dst:port from namespace `ns`."""
+def _classified(ns: str, src: str, timeout: float,
+                attempt: Callable[[socket.socket], str]) -> str:
+    """Run `attempt` on a fresh socket: its answer, or the refusal or timeout it met."""
     s = _socket(ns, src, timeout)
     try:
-        s.connect((dst, port))
-        return OPEN
+        return attempt(s)
     except TimeoutError:
         return TIMEOUT
     except OSError as exc:
@@ -47,6 +48,15 @@ def tcp(ns: str, src: str, dst: str, port: int, timeout: float = 1.0) -> str:
         raise
     finally:
         s.close()
+
+
+def tcp(ns: str, src: str, dst: str, port: int, timeout: float = 1.0) -> str:
+    """One new TCP connection src -> dst:port from namespace `ns`."""
+    def connect(s: socket.socket) -> str:
+        s.connect((dst, port))
+        return OPEN
+
+    return _classified(ns, src, timeout, connect)
 
 
 def pg_isready(ns: str, dst: str, port: int) -> bool:
@@ -60,8 +70,7 @@ def through_socks5(ns: str, src: str, proxy: tuple[str, int], dst: tuple[str, in
                    timeout: float = 2.0) -> str:
     """Connect to the proxy and ask it for dst (no authentication); `open` when the proxy
     reports success and the far side's first line arrives."""
-    s = _socket(ns, src, timeout)
-    try:
+    def ask(s: socket.socket) -> str:
         s.connect(proxy)
         s.sendall(b"\x05\x01\x00")
         if s.recv(2) != b"\x05\x00":
@@ -70,16 +79,9 @@ def through_socks5(ns: str, src: str, proxy: tuple[str, int], dst: tuple[str, in
         kind = b"\x01" if address.version == 4 else b"\x04"
         s.sendall(b"\x05\x01\x00" + kind + address.packed + struct.pack("!H", dst[1]))
         reply = s.recv(4)
-        if len(reply) < 2 or reply[1] != 0:
+        if len(reply) < 4 or reply[1] != 0:
             return REFUSED
-        rest = 4 + 2 if reply[3:4] == b"\x01" else 16 + 2
-        s.recv(rest)
+        s.recv(4 + 2 if reply[3:4] == b"\x01" else 16 + 2)  # the bound address and port
         return OPEN if s.recv(64) else REFUSED
-    except TimeoutError:
-        return TIMEOUT
-    except OSError as exc:
-        if exc.errno in _REFUSED:
-            return REFUSED
-        raise
-    finally:
-        s.close()
+
+    return _classified(ns, src, timeout, ask)
