@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -20,6 +21,34 @@ from sqlalchemy.orm import Session
 from nodewall.server import metrics
 from nodewall.spec.model import DeploymentSpec
 from nodewall.store.models import NodePolicyRow
+
+_TRACK = "nodewall.policy_changes"
+
+
+@dataclass
+class Tracked:
+    """A node's policy around one change: text and version before (None: it had none) and
+    after (None: it was removed)."""
+
+    before: str | None
+    before_version: str | None
+    after: str | None = None
+    after_version: str | None = None
+
+
+def tracked(session: Session) -> dict[str, Tracked]:
+    """The policies this session's change has written or dropped so far, by node."""
+    found: dict[str, Tracked] = session.info.setdefault(_TRACK, {})
+    return found
+
+
+def _note(session: Session, node: str, before: str | None, before_version: str | None,
+          after: str | None, after_version: str | None) -> None:
+    notes = tracked(session)
+    entry = notes.get(node)
+    if entry is None:
+        entry = notes[node] = Tracked(before, before_version)
+    entry.after, entry.after_version = after, after_version
 
 
 def nodes_of(spec: DeploymentSpec, services: Iterable[str]) -> set[str]:
@@ -68,8 +97,10 @@ def refresh(session: Session, spec: DeploymentSpec, nodes: Iterable[str]) -> lis
             session.add(NodePolicyRow(node_name=name, version=version, policy=text,
                                       updated_at=now))
             changed.append(name)
+            _note(session, name, None, None, text, version)
         elif row.policy != text:
             changed.append(name)
+            _note(session, name, row.policy, row.version, text, version)
             if row.version != version:  # a new version: stamped with this change's time
                 row.updated_at = now
             row.version, row.policy = version, text
@@ -82,6 +113,10 @@ def drop(session: Session, nodes: Iterable[str]) -> list[str]:
     """Forget the policies of removed nodes; they count as changed (their agents get 404)."""
     names = sorted(set(nodes))
     if names:
+        for row in session.execute(select(NodePolicyRow.node_name, NodePolicyRow.policy,
+                                          NodePolicyRow.version)
+                                   .where(NodePolicyRow.node_name.in_(names))):
+            _note(session, row.node_name, row.policy, row.version, None, None)
         session.execute(delete(NodePolicyRow).where(NodePolicyRow.node_name.in_(names)))
     return names
 
