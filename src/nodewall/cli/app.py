@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from nodewall.cli import agent, kernel, platform, spec
+from nodewall.cli import agent, events, inventory, kernel, platform, spec
 
 app = typer.Typer(
     name="nodewall",
@@ -22,4 +22,6 @@ app = typer.Typer(
 spec.register(app)
 kernel.register(app)
 platform.register(app)
+inventory.register()
+events.register(app)
 agent.register(app)
