@@ -1,6 +1,7 @@
 """Pagination of the list routes: `?limit=N` (1..1000, default 100) and `?cursor=C` from the
 previous page's `next_cursor` (null on the last page). A cursor is the id of the last row of the
-previous page, as text; ids only grow, so a page is stable while rows are added or deleted."""
+previous page (an integer, answered as text); ids only grow, so a page is stable while rows are
+added or deleted."""
 
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
-Cursor = Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,17}$", max_length=18,
+#: Row ids are 32-bit integers in both databases.
+Cursor = Annotated[int | None, Query(ge=1, le=2**31 - 1,
                                      description="`next_cursor` of the previous page.")]
 
 
-def after(cursor: str | None) -> int | None:
-    return int(cursor) if cursor else None
+def after(cursor: int | None) -> int | None:
+    return cursor
 
 
-def ascending(stmt: Select[Any], id_column: Any, limit: int, cursor: str | None) -> Select[Any]:
+def ascending(stmt: Select[Any], id_column: Any, limit: int, cursor: int | None) -> Select[Any]:
     """`stmt` restricted to the page after `cursor`, in id order, one row more than `limit`
     (to learn whether another page follows)."""
     start = after(cursor)
