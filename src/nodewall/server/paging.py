@@ -1,7 +1,7 @@
 """Pagination of the list routes: `?limit=N` (1..1000, default 100) and `?cursor=C` from the
 previous page's `next_cursor` (null on the last page). A cursor is the id of the last row of the
-previous page (an integer, answered as text); ids only grow, so a page is stable while rows are
-added or deleted."""
+previous page (an integer, answered as text); a new row gets an id above every existing one, so
+paging never skips or repeats a row that exists throughout."""
 
 from __future__ import annotations
 
