@@ -1,7 +1,7 @@
-"""`nodewall events`: the audit trail of a project, newest first: when, which token id, the
-route, what changed and how many nodes' policies moved (`--format json`: the API's events, with
-every resulting version). Reads only; prints what the server answered, which holds no customer
-descriptions."""
+"""`nodewall events`: the audit trail of a project, newest first, two lines per event: when,
+which token id, the route; what changed and how many nodes' policies moved (`--format json`: the
+API's events, with every resulting version). Reads only; prints what the server answered, which
+holds no customer descriptions."""
 
 from __future__ import annotations
 
@@ -49,16 +49,10 @@ def events_command(
     if fmt == "json":
         typer.echo(json.dumps({"events": events}, indent=2, sort_keys=True))
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table("id", "at", "token", "route", "change", "nodes", title=f"events of {project}")
     for e in events:
+        token = e["token_id"] if e["token_id"] is not None else "-"
+        typer.echo(f"#{e['id']} {e['at'][:19]}Z token {token} {e['method']} {e['path']}")
         summary = {k: v for k, v in e["summary"].items() if k != "action"}
-        detail = e["summary"].get("action", "") + " " + json.dumps(summary, sort_keys=True)
-        table.add_row(str(e["id"]), escape(e["at"][:19] + "Z"),
-                      str(e["token_id"]) if e["token_id"] is not None else "-",
-                      escape(f"{e['method']} {e['path']}"), escape(detail),
-                      str(len(e["versions"])))
-    Console(highlight=False).print(table)
+        moved = len(e["versions"])
+        typer.echo(f"    {e['summary'].get('action', '')} {json.dumps(summary, sort_keys=True)}"
+                   f" ({moved} node polic{'y' if moved == 1 else 'ies'} changed)")
