@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from nodewall.policy.model import NodePolicy
 from nodewall.server import metrics
 from nodewall.spec.model import DeploymentSpec
 from nodewall.store.models import NodePolicyRow
@@ -28,12 +29,14 @@ _TRACK = "nodewall.policy_changes"
 @dataclass
 class Tracked:
     """A node's policy around one change: text and version before (None: it had none) and
-    after (None: it was removed)."""
+    after (None: it was removed); `compiled` is the after policy as compiled (None: read it
+    from `after`), which spares a preview decoding it again."""
 
     before: str | None
     before_version: str | None
     after: str | None = None
     after_version: str | None = None
+    compiled: NodePolicy | None = None
 
 
 def tracked(session: Session) -> dict[str, Tracked]:
@@ -43,12 +46,13 @@ def tracked(session: Session) -> dict[str, Tracked]:
 
 
 def _note(session: Session, node: str, before: str | None, before_version: str | None,
-          after: str | None, after_version: str | None) -> None:
+          after: NodePolicy | None, after_text: str | None) -> None:
     notes = tracked(session)
     entry = notes.get(node)
     if entry is None:
         entry = notes[node] = Tracked(before, before_version)
-    entry.after, entry.after_version = after, after_version
+    entry.after, entry.compiled = after_text, after
+    entry.after_version = after.version if after is not None else None
 
 
 def nodes_of(spec: DeploymentSpec, services: Iterable[str]) -> set[str]:
@@ -97,10 +101,10 @@ def refresh(session: Session, spec: DeploymentSpec, nodes: Iterable[str]) -> lis
             session.add(NodePolicyRow(node_name=name, version=version, policy=text,
                                       updated_at=now))
             changed.append(name)
-            _note(session, name, None, None, text, version)
+            _note(session, name, None, None, policy, text)
         elif row.policy != text:
             changed.append(name)
-            _note(session, name, row.policy, row.version, text, version)
+            _note(session, name, row.policy, row.version, policy, text)
             if row.version != version:  # a new version: stamped with this change's time
                 row.updated_at = now
             row.version, row.policy = version, text

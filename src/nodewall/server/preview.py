@@ -2,8 +2,9 @@
 and of the audit trail: per node, the networks added to and removed from each address set, the
 ports opened and closed (to whom), and the version before and after.
 
-A diff is computed from two stored policy texts (`NodePolicy.to_json()`), read as plain JSON (a
-1000-peer policy is not rebuilt into objects). Both the preview and the tests that check it
+A diff is computed from the policy before (its stored text, `NodePolicy.to_json()`, read as
+plain JSON: a 1000-peer policy is not rebuilt into objects) and after (the compiled object when
+the change has it, else its text). Both the preview and the tests that check it
 against the real change use `node_diff`, on what `policies.refresh` / `policies.drop` noted in
 the change's session. Policies hold no customer text, so neither does a diff.
 """
@@ -11,32 +12,44 @@ the change's session. Policies hold no customer text, so neither does a diff.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from nodewall.policy.model import NodePolicy
 from nodewall.server.policies import Tracked
 
 #: A port as the preview names it: (protocol, port, source set or "any").
 PortKey = tuple[str, int, str]
 
 
-def _sets(policy: dict[str, Any] | None) -> dict[str, list[str]]:
-    if policy is None:
-        return {}
-    return {s["name"]: [e["network"] for e in s["elements"]] for s in policy["sets"]}
+#: What a diff reads of a policy: its sets' networks by name, and its rules as
+#: (direction, action, protocol, src_set, dports).
+Facts = tuple[dict[str, Sequence[str]], list[tuple[Any, Any, Any, Any, Sequence[int]]]]
 
 
-def open_ports(policy: dict[str, Any] | None) -> set[PortKey]:
+def _facts_of_text(text: str | None) -> Facts:
+    if text is None:
+        return {}, []
+    data = json.loads(text)
+    return ({s["name"]: [e["network"] for e in s["elements"]] for s in data["sets"]},
+            [(r["direction"], r["action"], r["protocol"], r["src_set"], r["dports"])
+             for r in data["rules"]])
+
+
+def _facts_of_policy(policy: NodePolicy) -> Facts:
+    return ({s.name: s.networks for s in policy.sets},
+            [(r.direction, r.action, r.protocol, r.src_set, r.dports) for r in policy.rules])
+
+
+def open_ports(rules: list[tuple[Any, Any, Any, Any, Sequence[int]]]) -> set[PortKey]:
     """Every (protocol, port, source) an ingress accept rule lets in, NEW connections
     included (the established/related rule has no ports and is not counted)."""
-    if policy is None:
-        return set()
     found: set[PortKey] = set()
-    for rule in policy["rules"]:
-        if rule["direction"] != "in" or rule["action"] != "accept" or not rule["dports"]:
+    for direction, action, protocol, src_set, dports in rules:
+        if direction != "in" or action != "accept" or not dports:
             continue
-        source = rule["src_set"] or "any"
-        for port in rule["dports"]:
-            found.add((rule["protocol"] or "any", int(port), source))
+        for port in dports:
+            found.add((protocol or "any", int(port), src_set or "any"))
     return found
 
 
@@ -49,19 +62,19 @@ def node_diff(node: str, change: Tracked) -> dict[str, Any] | None:
     warnings only: nothing the kernel holds changes)."""
     if change.before_version == change.after_version:
         return None
-    before = json.loads(change.before) if change.before is not None else None
-    after = json.loads(change.after) if change.after is not None else None
-    old_sets, new_sets = _sets(before), _sets(after)
+    old_sets, old_rules = _facts_of_text(change.before)
+    new_sets, new_rules = (_facts_of_policy(change.compiled) if change.compiled is not None
+                           else _facts_of_text(change.after))
     sets = []
     for name in sorted(set(old_sets) | set(new_sets)):
-        old, new = old_sets.get(name, []), new_sets.get(name, [])
-        if old == new:
+        old, new = old_sets.get(name, ()), new_sets.get(name, ())
+        if tuple(old) == tuple(new):
             continue
         old_set, new_set = set(old), set(new)
         sets.append({"set": name,
                      "added": [n for n in new if n not in old_set],
                      "removed": [n for n in old if n not in new_set]})
-    old_ports, new_ports = open_ports(before), open_ports(after)
+    old_ports, new_ports = open_ports(old_rules), open_ports(new_rules)
     return {
         "node": node,
         "version_before": change.before_version,
