@@ -6,9 +6,12 @@ gives."""
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from pgserver import pg_bindir
 from seed import MANAGEMENT, ok, seed, version
 from serverproc import ServerProc
 
@@ -65,6 +68,40 @@ def test_a_dry_run_writes_nothing_on_any_route(server: ServerProc, project: str)
                            json={"applied_version": "x", "backend": "nftables"})
             assert ok(r)["dry_run"] is True
         assert server.dump() == before, "the dry run of a status report wrote"
+
+
+def tool_dump(database: str) -> list[str]:
+    """The database as its own tool dumps it: `sqlite3 FILE .dump`, or `pg_dump` (schema and
+    data). PostgreSQL sequences are not transactional, so a rolled-back insert may move one:
+    their `setval` lines are left out (docs/control-plane.md, "Change preview"), and so are
+    the `\\restrict` lines with the random key pg_dump writes anew for every dump."""
+    if database.startswith("sqlite"):
+        path = database.split(":///", 1)[1]
+        out = subprocess.run(["sqlite3", path, ".dump"], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        return out.splitlines()
+    url = urlsplit(database)
+    bindir = pg_bindir()
+    assert bindir is not None
+    out = subprocess.run([str(bindir / "pg_dump"), "-h", url.hostname or "", "-p",
+                          str(url.port), "-U", "postgres", url.path.lstrip("/")],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return [line for line in out.splitlines() if not line.startswith(
+        ("SELECT pg_catalog.setval", "\\restrict ", "\\unrestrict "))]
+
+
+def test_a_dry_run_leaves_the_tools_dump_unchanged(server: ServerProc, project: str) -> None:
+    with server.client() as c:
+        s = seed(c, project)
+        before = tool_dump(server.database)
+        assert any("pg-prod" in line for line in before), "the dump holds no data"
+        for method, path, body in changes(project, s.vpc, _integration(c, project)):
+            dry = path + ("&" if "?" in path else "?") + "dry_run=true"
+            c.request(method, dry, json=body)
+        assert tool_dump(server.database) == before
+        # and the dump does see a real change
+        ok(c.put(s.service("pg-prod"), json={"user_config": {"ip_filter": ["10.20.0.0/25"]}}))
+        assert tool_dump(server.database) != before
 
 
 def _versions(c: httpx.Client, nodes: list[str]) -> dict[str, str | None]:
