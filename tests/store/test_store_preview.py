@@ -42,6 +42,8 @@ changes = st.lists(st.one_of(
     st.tuples(st.just("unintegrate"), st.integers(0, 3), st.none()),
     st.tuples(st.just("delete_service"), services, st.none()),
     st.tuples(st.just("delete_vpc"), st.none(), st.none()),
+    st.tuples(st.just("delete_project"), st.booleans(), st.none()),
+    st.tuples(st.just("create_service"), st.sampled_from(["kv", "pg"]), st.none()),
     st.tuples(st.just("platform"), st.sampled_from(
         [["198.51.100.0/28"], ["198.51.100.0/28", "2001:db8:ff::/64"]]), st.none()),
 ), min_size=1, max_size=6)
@@ -112,6 +114,12 @@ def _op(store: Store, project: str, vpc: str, change: tuple[Any, Any, Any]) -> t
         return (ops.delete_service, project, a)
     if kind == "delete_vpc":
         return (removals.delete_vpc, project, vpc)
+    if kind == "delete_project":
+        return (removals.delete_project, project, a)
+    if kind == "create_service":
+        return (ops.create_service, project, schemas.ServiceIn(
+            service_name=a, service_type="valkey", cloud_name="aws-eu-west-1",
+            project_vpc_id=vpc))
     return (ops.set_platform, schemas.PlatformIn(management_networks=a))
 
 
@@ -145,6 +153,6 @@ def test_the_preview_is_what_the_change_then_does(store: Store,
             continue
         effect = _effect(before, _policies(store))
         assert previewed["nodes"] == effect, f"step {step} {change}: preview differs"
-        if change[0] not in ("integrate",):  # the answer names a fresh row id
+        if change[0] not in ("integrate", "create_service"):  # fresh ids, random ports
             assert previewed["result"] == answer, f"step {step} {change}: answers differ"
     stored_equals_fresh_compile(store, sequence)
