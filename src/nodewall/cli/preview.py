@@ -81,6 +81,11 @@ def _show_group(console: Any, members: list[dict[str, Any]]) -> None:
     for node in members:
         before, after = node["version_before"] or "(none)", node["version_after"] or "(removed)"
         console.print(f"[bold]{escape(node['node'])}[/]  {escape(before)} -> {escape(after)}")
+    if first["version_after"] is None:  # everything goes: say so, not each network
+        networks = sum(len(c["removed"]) for c in first["sets"])
+        console.print(f"  [red]policy removed[/]: {len(first['sets'])} sets ({networks} "
+                      f"networks), {len(first['ports_closed'])} open ports")
+        return
     for change in first["sets"]:
         console.print(f"  set {escape(change['set'])}")
         for net in change["added"]:
