@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(nftables libnftables1 iptables ipset conntrack iproute2 procps util-linux postgresql
-          firewalld dbus-daemon dbus-bin openssl systemd
+          firewalld dbus-daemon dbus-bin openssl systemd sqlite3
           microsocks chromium python3 python3-venv)
 if [ "$(id -u)" = 0 ]; then
     missing=()

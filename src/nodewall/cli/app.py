@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from nodewall.cli import agent, kernel, lab, platform, spec
+from nodewall.cli import agent, events, inventory, kernel, lab, platform, spec
 
 app = typer.Typer(
     name="nodewall",
@@ -22,5 +22,7 @@ app = typer.Typer(
 spec.register(app)
 kernel.register(app)
 platform.register(app)
+inventory.register()
+events.register(app)
 agent.register(app)
 lab.register(app)

@@ -5,7 +5,8 @@ of the platform's own CLI (`-c key=value` user_config edits, `--project`, `--jso
 Heavy modules (httpx, the server, SQLAlchemy) are imported inside the commands so that
 `nodewall validate` stays fast. Invalid input exits 2 with every error on its own line; an API
 refusal exits 1. Emptying ip_filter asks first (or `--yes`). Tokens are never printed except by
-`token create`, which prints the new one once.
+`token create`, which prints the new one once. Every command that changes state takes
+`--dry-run` (`nodewall.cli.preview`); deletes, lists and `events` are in `nodewall.cli.inventory`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from nodewall.cli.common import fail
+from nodewall.cli.preview import DryRunOpt, PreviewFormatOpt, send
 
 if TYPE_CHECKING:
     import httpx
@@ -79,6 +81,18 @@ class Api:
                 messages = [f"HTTP {response.status_code}"]
             fail(2 if response.status_code == 400 else 1, *messages)
         return response.json()
+
+    def collect(self, path: str, key: str) -> list[Any]:
+        """Every item of a paginated list route, following `next_cursor`."""
+        items: list[Any] = []
+        cursor = None
+        while True:
+            page = self.call("GET", path + (f"?limit=1000&cursor={cursor}" if cursor
+                                            else "?limit=1000"))
+            items += page[key]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
 
 
 def _api(server: str, token: str | None, token_file: Path | None) -> Api:
@@ -209,22 +223,24 @@ def token_create(
 def platform_set(
     management_network: Annotated[list[str], typer.Option(
         "--management-network", "-m", help="Source network of 22/tcp and 30287/tcp.")],
+    dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, token_file: TokenFileOpt = None,
 ) -> None:
     """Set the management networks (every node's policy is recompiled)."""
-    _emit(_api(server, token, token_file).call(
-        "PUT", "/v1/platform", {"management_networks": management_network}))
+    _emit_change(_api(server, token, token_file), "PUT", "/v1/platform",
+                 {"management_networks": management_network}, dry_run, fmt)
 
 
 @project_app.command("create")
 def project_create(
     name: Annotated[str, typer.Argument(help="Project name.")],
     base_port: Annotated[int | None, typer.Option("--base-port")] = None,
+    dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, token_file: TokenFileOpt = None,
 ) -> None:
     """Create a project."""
-    _emit(_api(server, token, token_file).call(
-        "POST", "/v1/project", {"project": name, "base_port": base_port}))
+    _emit_change(_api(server, token, token_file), "POST", "/v1/project",
+                 {"project": name, "base_port": base_port}, dry_run, fmt)
 
 
 @vpc_app.command("create")
@@ -233,19 +249,21 @@ def vpc_create(
     cloud: Annotated[str, typer.Option("--cloud")],
     network_cidr: Annotated[str, typer.Option("--network-cidr")],
     peer_cidr: Annotated[list[str] | None, typer.Option("--peer-cidr")] = None,
+    dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, token_file: TokenFileOpt = None,
 ) -> None:
     """Create a project VPC; prints its project_vpc_id."""
-    _emit(_api(server, token, token_file).call(
-        "POST", f"/v1/project/{project}/vpcs",
-        {"cloud_name": cloud, "network_cidr": network_cidr, "peer_cidrs": peer_cidr or []}))
+    _emit_change(_api(server, token, token_file), "POST", f"/v1/project/{project}/vpcs",
+                 {"cloud_name": cloud, "network_cidr": network_cidr,
+                  "peer_cidrs": peer_cidr or []}, dry_run, fmt)
 
 
 @vpc_app.command("list")
 def vpc_list(project: ProjectOpt, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
              token_file: TokenFileOpt = None) -> None:
     """List the project's VPCs."""
-    _emit(_api(server, token, token_file).call("GET", f"/v1/project/{project}/vpcs"))
+    _emit({"vpcs": _api(server, token, token_file).collect(f"/v1/project/{project}/vpcs",
+                                                           "vpcs")})
 
 
 @service_app.command("create")
@@ -258,16 +276,19 @@ def service_create(
     environment: Annotated[str | None, typer.Option("--environment")] = None,
     socks5_proxy: Annotated[str | None, typer.Option("--socks5-proxy")] = None,
     config: ConfigOpt = None, yes: YesOpt = False, as_json: JsonOpt = False,
+    dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, token_file: TokenFileOpt = None,
 ) -> None:
     """Create a service; its ports are allocated once and kept."""
     user_config = apply_config_edits({}, parse_config_edits(config or []))
-    _confirm_ip_filter(user_config, yes)
+    _confirm_ip_filter(user_config, yes or dry_run)
     body = {"service_name": name, "service_type": service_type, "cloud_name": cloud,
             "project_vpc_id": project_vpc_id, "environment": environment,
             "socks5_proxy": socks5_proxy, "user_config": user_config}
-    answer = _api(server, token, token_file).call("POST", f"/v1/project/{project}/service", body)
-    _show_service(answer["service"], as_json)
+    answer = send(_api(server, token, token_file), "POST", f"/v1/project/{project}/service",
+                  body, dry_run, fmt)
+    if answer is not None:
+        _show_service(answer["service"], as_json)
 
 
 @service_app.command("update")
@@ -275,6 +296,7 @@ def service_update(
     name: Annotated[str, typer.Argument(help="Service name.")],
     project: ProjectOpt,
     config: ConfigOpt = None, yes: YesOpt = False, as_json: JsonOpt = False,
+    dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, token_file: TokenFileOpt = None,
 ) -> None:
     """Change user_config keys (-c ip_filter='["203.0.113.0/24"]'); others stay."""
@@ -287,8 +309,10 @@ def service_update(
     if any(len(keys) > 1 for keys, _ in edits):
         current = api.call("GET", path)["service"]["user_config"]
     user_config = apply_config_edits(current, edits)
-    _confirm_ip_filter(user_config, yes)
-    _show_service(api.call("PUT", path, {"user_config": user_config})["service"], as_json)
+    _confirm_ip_filter(user_config, yes or dry_run)
+    answer = send(api, "PUT", path, {"user_config": user_config}, dry_run, fmt)
+    if answer is not None:
+        _show_service(answer["service"], as_json)
 
 
 @service_app.command("get")
@@ -308,7 +332,8 @@ def service_list(
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, token_file: TokenFileOpt = None,
 ) -> None:
     """List the project's services."""
-    answer = _api(server, token, token_file).call("GET", f"/v1/project/{project}/service")
+    answer = {"services": _api(server, token, token_file).collect(
+        f"/v1/project/{project}/service", "services")}
     if as_json:
         _emit(answer)
         return
@@ -321,13 +346,14 @@ def service_list(
 @service_app.command("delete")
 def service_delete(
     name: Annotated[str, typer.Argument(help="Service name.")], project: ProjectOpt,
-    yes: YesOpt = False,
+    yes: YesOpt = False, dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, token_file: TokenFileOpt = None,
 ) -> None:
     """Delete a service; its ports are released."""
-    if not yes:
+    if not (yes or dry_run):
         typer.confirm(f"Delete service {name} and release its ports?", abort=True)
-    _emit(_api(server, token, token_file).call("DELETE", f"/v1/project/{project}/service/{name}"))
+    _emit_change(_api(server, token, token_file), "DELETE",
+                 f"/v1/project/{project}/service/{name}", None, dry_run, fmt)
 
 
 def _show_service(service: dict[str, Any], as_json: bool) -> None:
@@ -344,10 +370,19 @@ def _show_service(service: dict[str, Any], as_json: bool) -> None:
     typer.echo("  user_config: " + json.dumps(service["user_config"], sort_keys=True))
 
 
+def _emit_change(api: Api, method: str, path: str, body: dict[str, Any] | None,
+                 dry_run: bool, fmt: str) -> None:
+    """Make the change and print the answer as JSON, or print its preview."""
+    answer = send(api, method, path, body, dry_run, fmt)
+    if answer is not None:
+        _emit(answer)
+
+
 def _node_put(server: str, token: str | None, token_file: Path | None, project: str,
-              service: str, node: str, addresses: list[str]) -> None:
-    _emit(_api(server, token, token_file).call(
-        "PUT", f"/v1/project/{project}/service/{service}/node/{node}", {"addresses": addresses}))
+              service: str, node: str, addresses: list[str], dry_run: bool, fmt: str) -> None:
+    _emit_change(_api(server, token, token_file), "PUT",
+                 f"/v1/project/{project}/service/{service}/node/{node}",
+                 {"addresses": addresses}, dry_run, fmt)
 
 
 AddressOpt = Annotated[list[str], typer.Option("--address", "-a", help="Node address (repeat).")]
@@ -395,27 +430,30 @@ def node_status(
 
 @node_app.command("add")
 def node_add(service: ServiceArg, node: NodeArg, project: ProjectOpt, address: AddressOpt,
+             dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
              server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
              token_file: TokenFileOpt = None) -> None:
     """Add a node to a service (its peers and integration partners are recompiled)."""
-    _node_put(server, token, token_file, project, service, node, address)
+    _node_put(server, token, token_file, project, service, node, address, dry_run, fmt)
 
 
 @node_app.command("replace")
 def node_replace(service: ServiceArg, node: NodeArg, project: ProjectOpt, address: AddressOpt,
+                 dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
                  server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
                  token_file: TokenFileOpt = None) -> None:
     """Give a node new addresses (e.g. after maintenance)."""
-    _node_put(server, token, token_file, project, service, node, address)
+    _node_put(server, token, token_file, project, service, node, address, dry_run, fmt)
 
 
 @node_app.command("remove")
 def node_remove(service: ServiceArg, node: NodeArg, project: ProjectOpt,
+                dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
                 server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
                 token_file: TokenFileOpt = None) -> None:
     """Remove a node from a service."""
-    _emit(_api(server, token, token_file).call(
-        "DELETE", f"/v1/project/{project}/service/{service}/node/{node}"))
+    _emit_change(_api(server, token, token_file), "DELETE",
+                 f"/v1/project/{project}/service/{service}/node/{node}", None, dry_run, fmt)
 
 
 @integration_app.command("create")
@@ -424,10 +462,11 @@ def integration_create(
     integration_type: Annotated[str, typer.Option("--integration-type", "-t")],
     source: Annotated[str, typer.Option("--source-service", "-s")],
     dest: Annotated[str | None, typer.Option("--dest-service", "-d")] = None,
+    dry_run: DryRunOpt = False, fmt: PreviewFormatOpt = "text",
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, token_file: TokenFileOpt = None,
 ) -> None:
     """Create an integration between two services (or a prometheus one on one service)."""
-    _emit(_api(server, token, token_file).call(
-        "POST", f"/v1/project/{project}/integration",
-        {"integration_type": integration_type, "source_service": source, "dest_service": dest}))
+    _emit_change(_api(server, token, token_file), "POST", f"/v1/project/{project}/integration",
+                 {"integration_type": integration_type, "source_service": source,
+                  "dest_service": dest}, dry_run, fmt)
 

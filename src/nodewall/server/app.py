@@ -22,12 +22,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nodewall import __version__
+from nodewall.server import metrics
 from nodewall.server.auth import TokenVerifier
 from nodewall.server.control import Control
 from nodewall.server.errors import ApiError, error_body, field_message
 from nodewall.server.hub import PolicyHub
 from nodewall.server.middleware import MetricsMiddleware
-from nodewall.server.routes import agents, health, platform
+from nodewall.server.routes import agents, events, health, platform
 from nodewall.store import Store
 
 log = logging.getLogger("nodewall.server")
@@ -47,7 +48,7 @@ def create_app(store: Store) -> FastAPI:
     app.state.control, app.state.verifier = Control(store, hub), TokenVerifier(store)
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
-    for module in (platform, agents, health):
+    for module in (platform, events, agents, health):
         app.include_router(module.router)
     _drop_422(app)
     return app
@@ -55,12 +56,14 @@ def create_app(store: Store) -> FastAPI:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        _count_refused(request, exc.status)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _count_refused(request, 400)
         messages = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
@@ -70,7 +73,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(400, messages or ["Invalid request"]), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        _count_refused(request, exc.status_code)
         return JSONResponse(error_body(exc.status_code, [str(exc.detail)]),
                             status_code=exc.status_code)
 
@@ -81,6 +85,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         where = " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno}" for f in frames[-4:][::-1])
         log.error("internal error: %s at %s", type(exc).__name__, where)
         return JSONResponse(error_body(500, ["Internal server error"]), status_code=500)
+
+
+def _count_refused(request: Request, status: int) -> None:
+    """A refused state-changing request is counted (route template, never the path), not
+    stored: the audit trail holds accepted changes only."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        route: Any = request.scope.get("route")
+        metrics.CHANGES_REFUSED.labels(request.method, getattr(route, "path", "unmatched"),
+                                       str(status)).inc()
 
 
 def _drop_422(app: FastAPI) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from nodewall.server import schemas
+from nodewall.server.audit import Origin
 from nodewall.server.auth import Principal, TokenVerifier
-from nodewall.server.control import Control
+from nodewall.server.control import Control, How
 from nodewall.server.errors import ApiError
 from nodewall.server.hub import PolicyHub
 from nodewall.spec.model import NAME_PATTERN
@@ -74,3 +75,21 @@ Anyone = Annotated[Principal, Depends(_authenticated)]
 ControlDep = Annotated[Control, Depends(_control)]
 StoreDep = Annotated[Store, Depends(_store)]
 HubDep = Annotated[PolicyHub, Depends(_hub)]
+
+
+def _how(
+    request: Request,
+    dry_run: Annotated[bool, Query(description="Answer what the change would do; write "
+                                               "nothing.")] = False,
+) -> How:
+    """How a state-changing route runs its change: previewed or for real, and its origin for
+    the audit trail (the bearer token goes only as far as its id lookup)."""
+    route: Any = request.scope.get("route")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    origin = Origin(request.method, str(getattr(route, "path", "")), request.url.path,
+                    token.strip() if scheme.lower() == "bearer" else None)
+    return How(dry_run=dry_run, origin=origin)
+
+
+#: A state-changing route's `?dry_run=` and audit origin.
+Change = Annotated[How, Depends(_how)]

@@ -15,3 +15,8 @@ WAITERS = Gauge("nodewall_policy_waiters", "Long-polls currently held")
 WAKEUPS = Counter("nodewall_policy_wakeups_total", "Long-polls answered by a change")
 NOTIFY_RECONNECTS = Counter("nodewall_listen_reconnects_total",
                             "Times the PostgreSQL LISTEN connection was (re)opened")
+CHANGES = Counter("nodewall_changes_total", "State changes accepted (applied) or previewed",
+                  ["outcome"])
+CHANGES_REFUSED = Counter("nodewall_changes_refused_total",
+                          "State-changing requests refused (never stored in the audit trail)",
+                          ["method", "route", "status"])

@@ -3,8 +3,10 @@
 Each change is applied to the project's spec document first and validated by the spec model
 (`nodewall.spec.parse_spec`) as a whole; only a valid result is written, so bad input leaves the
 store exactly as it was (the caller's transaction rolls back on any error). Each returns the
-answer and the nodes whose policy version changed. Ports are drawn once, at service creation,
-and never rewritten.
+answer, the nodes whose policy version changed, and the summary the audit trail records (empty:
+nothing changed, nothing recorded). A summary holds nodewall's words, object names, addresses and
+networks, never an ip_filter description (`ip_filter_networks`). Ports are drawn once, at service
+creation, and never rewritten.
 """
 
 from __future__ import annotations
@@ -57,6 +59,35 @@ from nodewall.store.models import (
 class Outcome:
     body: dict[str, Any]
     changed: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    project: str | None = None  # the project whose audit trail records it; None: platform
+
+
+def ip_filter_networks(ip_filter: Any) -> list[str]:
+    """The networks of an ip_filter value as given (strings or {network, description}
+    objects), descriptions left out; the default when absent."""
+    if ip_filter is None:
+        return ["0.0.0.0/0", "::/0"]
+    if not isinstance(ip_filter, list):
+        return []
+    return [str(e["network"]) if isinstance(e, dict) and "network" in e else str(e)
+            for e in ip_filter if isinstance(e, str | dict)]
+
+
+def _config_summary(before: dict[str, Any], after: dict[str, Any],
+                    touched: set[str]) -> dict[str, Any]:
+    """Which user_config keys changed; for ip_filter the networks added and removed; other
+    keys' new values (toggles and settings of nodewall's schema, no free text)."""
+    result: dict[str, Any] = {"user_config_keys": sorted(touched)}
+    if "ip_filter" in touched:
+        old = ip_filter_networks(before.get("ip_filter"))
+        new = ip_filter_networks(after.get("ip_filter"))
+        result["ip_filter"] = {"added": [n for n in new if n not in old],
+                               "removed": [n for n in old if n not in new]}
+    others = {k: after.get(k) for k in sorted(touched - {"ip_filter"})}
+    if others:
+        result["settings"] = others
+    return result
 
 
 def _validate(document: dict[str, Any], relocate: Callable[[str], str | None]) -> DeploymentSpec:
@@ -80,14 +111,16 @@ def set_platform(session: Session, body: schemas.PlatformIn) -> Outcome:
     row = session.get(PlatformRow, 1)
     assert row is not None, "migration 0001 inserts the platform row"
     changed: list[str] = []
-    if row.management_networks != networks:
+    differs = row.management_networks != networks
+    if differs:
         row.management_networks = networks
         session.flush()
         for project in session.execute(select(ProjectRow)).scalars():
             doc = project_doc(session, project)
             spec = _validate(doc.document, lambda _p: None)
             changed += _refresh(session, doc, spec, set(spec.node_names))
-    return Outcome({"management_networks": networks}, changed)
+    summary = {"action": "platform.set", "management_networks": networks} if differs else {}
+    return Outcome({"management_networks": networks}, changed, summary)
 
 
 def create_project(session: Session, body: schemas.ProjectIn) -> Outcome:
@@ -98,7 +131,9 @@ def create_project(session: Session, body: schemas.ProjectIn) -> Outcome:
     if session.execute(select(ProjectRow.id).where(ProjectRow.name == body.project)).first():
         raise ApiError(409, f"Project '{body.project}' already exists")
     session.add(ProjectRow(name=body.project, base_port=body.base_port))
-    return Outcome({"project": {"project_name": body.project, "base_port": body.base_port}})
+    return Outcome({"project": {"project_name": body.project, "base_port": body.base_port}},
+                   summary={"action": "project.create", "base_port": body.base_port},
+                   project=body.project)
 
 
 def create_vpc(session: Session, project_name: str, body: schemas.VpcIn) -> Outcome:
@@ -113,7 +148,10 @@ def create_vpc(session: Session, project_name: str, body: schemas.VpcIn) -> Outc
     row = VpcRow(project_vpc_id=vpc_id, project_id=project.id, cloud_name=body.cloud_name,
                  network_cidr=body.network_cidr, peer_cidrs=list(body.peer_cidrs))
     session.add(row)
-    return Outcome(vpc_view(row))
+    return Outcome(vpc_view(row), summary={
+        "action": "vpc.create", "project_vpc_id": vpc_id, "cloud_name": body.cloud_name,
+        "network_cidr": body.network_cidr, "peer_cidrs": list(body.peer_cidrs)},
+        project=project_name)
 
 
 # --- services ----------------------------------------------------------------------------
@@ -150,7 +188,10 @@ def create_service(session: Session, project_name: str, body: schemas.ServiceIn)
     session.add_all(ServicePortRow(service_id=row.id, component=c, port=p)
                     for c, p in ports.items())
     session.flush()
-    return Outcome({"service": service_view(session, row)})
+    return Outcome({"service": service_view(session, row)}, summary={
+        "action": "service.create", "service": created.name, "service_type": created.type,
+        "cloud_name": created.cloud, "project_vpc_id": created.vpc, "ports": ports,
+        **_config_summary({}, row.user_config, set(row.user_config))}, project=project_name)
 
 
 def merge_user_config(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -173,16 +214,19 @@ def update_service(session: Session, project_name: str, service_name: str,
     doc.services[index]["user_config"] = merged
     spec = _validate(doc.document, lambda p: under(f"services[{index}]", p, SERVICE_FIELDS))
     changed: list[str] = []
+    summary: dict[str, Any] = {}
     if merged != row.user_config:
         touched = {k for k in set(merged) | set(row.user_config)
                    if merged.get(k) != row.user_config.get(k)}
+        summary = {"action": "service.update", "service": service_name,
+                   **_config_summary(row.user_config, merged, touched)}
         row.user_config = merged
         row.updated_at = utcnow()
         scope = (policies.nodes_of(spec, {service_name}) if touched <= {"ip_filter"}
                  else policies.node_change_scope(spec, service_name))
         changed = _refresh(session, doc, spec, scope)
     session.flush()
-    return Outcome({"service": service_view(session, row)}, changed)
+    return Outcome({"service": service_view(session, row)}, changed, summary, project_name)
 
 
 def delete_service(session: Session, project_name: str, service_name: str) -> Outcome:
@@ -206,7 +250,9 @@ def delete_service(session: Session, project_name: str, service_name: str) -> Ou
     # no other node changes; refreshing the whole project finds the reached ones without tracking
     # them (deletions are rare), and a node whose policy is unchanged keeps its version.
     changed += _refresh(session, doc, spec, set(spec.node_names))
-    return Outcome({"message": "deleted"}, changed)
+    return Outcome({"message": "deleted"}, changed, {
+        "action": "service.delete", "service": service_name, "nodes": sorted(gone)},
+        project_name)
 
 
 # --- nodes --------------------------------------------------------------------------------
@@ -222,7 +268,7 @@ def put_node(session: Session, project_name: str, service_name: str, node_name: 
     addresses = list(body.addresses)
     if existing is not None and list(existing.addresses) == addresses:
         return Outcome({"node": node_view(existing, _version(session, node_name), None),
-                        "message": "unchanged"})
+                        "message": "unchanged"}, project=project_name)
     doc = project_doc(session, project)
     index = doc.service_index[service_name]
     nodes: list[dict[str, Any]] = doc.services[index]["nodes"]
@@ -234,17 +280,22 @@ def put_node(session: Session, project_name: str, service_name: str, node_name: 
         nodes[position]["addresses"] = addresses
     prefix = f"services[{index}].nodes[{position}]"
     spec = _validate(doc.document, lambda p: under(prefix, p, NODE_FIELDS))
+    summary: dict[str, Any] = {"service": service_name, "node": node_name,
+                               "addresses": addresses}
     if existing is None:
         existing = NodeRow(name=node_name, service_id=service.id, addresses=addresses)
         session.add(existing)
         message = "added"
     else:
+        summary["addresses_before"] = list(existing.addresses)
         existing.addresses = addresses
         message = "replaced"
     session.flush()
     changed = _refresh(session, doc, spec, policies.node_change_scope(spec, service_name))
     return Outcome({"node": node_view(existing, _version(session, node_name), None),
-                    "message": message}, changed)
+                    "message": message}, changed,
+                   {"action": f"node.{'add' if message == 'added' else 'replace'}", **summary},
+                   project_name)
 
 
 def remove_node(session: Session, project_name: str, service_name: str,
@@ -261,7 +312,9 @@ def remove_node(session: Session, project_name: str, service_name: str,
     doc = project_doc(session, project)
     spec = _validate(doc.document, lambda _p: None)
     changed += _refresh(session, doc, spec, policies.node_change_scope(spec, service_name))
-    return Outcome({"message": "deleted"}, changed)
+    return Outcome({"message": "deleted"}, changed, {
+        "action": "node.remove", "service": service_name, "node": node_name,
+        "addresses": list(row.addresses)}, project_name)
 
 
 def _version(session: Session, node: str) -> str | None:
@@ -286,16 +339,18 @@ def create_integration(session: Session, project_name: str,
                      lambda p: under(f"integrations[{index}]", p, INTEGRATION_FIELDS))
     ids = {s.name: s.id for s in session.execute(
         select(ServiceRow).where(ServiceRow.project_id == project.id)).scalars()}
-    session.add(IntegrationRow(
+    row = IntegrationRow(
         project_id=project.id, integration_type=body.integration_type,
         source_service_id=ids[body.source_service],
-        dest_service_id=ids[body.dest_service] if body.dest_service else None))
+        dest_service_id=ids[body.dest_service] if body.dest_service else None)
+    session.add(row)
     session.flush()
     ends = {body.source_service} | ({body.dest_service} if body.dest_service else set())
     changed = _refresh(session, doc, spec, policies.nodes_of(spec, ends))
-    return Outcome({"service_integration": {
-        "integration_type": body.integration_type, "source_service": body.source_service,
-        "dest_service": body.dest_service}}, changed)
+    view = {"integration_id": row.id, "integration_type": body.integration_type,
+            "source_service": body.source_service, "dest_service": body.dest_service}
+    return Outcome({"service_integration": view}, changed,
+                   {"action": "integration.create", **view}, project_name)
 
 
 # --- node status ---------------------------------------------------------------------------

@@ -12,14 +12,47 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from nodewall.policy.model import NodePolicy
 from nodewall.server import metrics
 from nodewall.spec.model import DeploymentSpec
 from nodewall.store.models import NodePolicyRow
+
+_TRACK = "nodewall.policy_changes"
+
+
+@dataclass
+class Tracked:
+    """A node's policy around one change: text and version before (None: it had none) and
+    after (None: it was removed); `compiled` is the after policy as compiled (None: read it
+    from `after`), which spares a preview decoding it again."""
+
+    before: str | None
+    before_version: str | None
+    after: str | None = None
+    after_version: str | None = None
+    compiled: NodePolicy | None = None
+
+
+def tracked(session: Session) -> dict[str, Tracked]:
+    """The policies this session's change has written or dropped so far, by node."""
+    found: dict[str, Tracked] = session.info.setdefault(_TRACK, {})
+    return found
+
+
+def _note(session: Session, node: str, before: str | None, before_version: str | None,
+          after: NodePolicy | None, after_text: str | None) -> None:
+    notes = tracked(session)
+    entry = notes.get(node)
+    if entry is None:
+        entry = notes[node] = Tracked(before, before_version)
+    entry.after, entry.compiled = after_text, after
+    entry.after_version = after.version if after is not None else None
 
 
 def nodes_of(spec: DeploymentSpec, services: Iterable[str]) -> set[str]:
@@ -68,8 +101,10 @@ def refresh(session: Session, spec: DeploymentSpec, nodes: Iterable[str]) -> lis
             session.add(NodePolicyRow(node_name=name, version=version, policy=text,
                                       updated_at=now))
             changed.append(name)
+            _note(session, name, None, None, policy, text)
         elif row.policy != text:
             changed.append(name)
+            _note(session, name, row.policy, row.version, policy, text)
             if row.version != version:  # a new version: stamped with this change's time
                 row.updated_at = now
             row.version, row.policy = version, text
@@ -82,6 +117,10 @@ def drop(session: Session, nodes: Iterable[str]) -> list[str]:
     """Forget the policies of removed nodes; they count as changed (their agents get 404)."""
     names = sorted(set(nodes))
     if names:
+        for row in session.execute(select(NodePolicyRow.node_name, NodePolicyRow.policy,
+                                          NodePolicyRow.version)
+                                   .where(NodePolicyRow.node_name.in_(names))):
+            _note(session, row.node_name, row.policy, row.version, None, None)
         session.execute(delete(NodePolicyRow).where(NodePolicyRow.node_name.in_(names)))
     return names
 

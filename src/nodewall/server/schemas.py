@@ -79,6 +79,7 @@ class VpcOut(BaseModel):
 
 class VpcList(BaseModel):
     vpcs: list[VpcOut]
+    next_cursor: str | None = None
 
 
 class ServiceIn(_In):
@@ -128,6 +129,7 @@ class ServiceOut(BaseModel):
 
 class ServiceList(BaseModel):
     services: list[ServiceBody]
+    next_cursor: str | None = None
 
 
 class NodeIn(_In):
@@ -146,6 +148,7 @@ class IntegrationIn(_In):
 
 
 class IntegrationBody(BaseModel):
+    integration_id: int
     integration_type: str
     source_service: str
     dest_service: str | None
@@ -188,3 +191,67 @@ class StatusOut(BaseModel):
     applied_version: str | None
     backend: str | None
     error: str | None
+
+
+# --- lists, change previews, the audit trail (docs/control-plane.md) -------------------------
+
+class ProjectList(BaseModel):
+    projects: list[ProjectBody]
+    next_cursor: str | None = None
+
+
+class IntegrationList(BaseModel):
+    integrations: list[IntegrationBody]
+    next_cursor: str | None = None
+
+
+class PortChange(BaseModel):
+    protocol: str
+    port: int
+    # "from" is a Python keyword; the JSON key stays "from"
+    source: str = Field(alias="from")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class SetChange(BaseModel):
+    set: str
+    added: list[str]
+    removed: list[str]
+
+
+class NodePreview(BaseModel):
+    node: str
+    version_before: str | None
+    version_after: str | None
+    sets: list[SetChange]
+    ports_opened: list[PortChange]
+    ports_closed: list[PortChange]
+
+
+class Preview(BaseModel):
+    """The answer of a state-changing route called with ?dry_run=true: what the route would
+    answer (`result`), the audit summary it would record, and the nodes whose policy version
+    would move. Nothing was written."""
+
+    dry_run: Literal[True]
+    result: dict[str, Any]
+    summary: dict[str, Any]
+    nodes: list[NodePreview]
+
+
+class EventOut(BaseModel):
+    id: int
+    at: str
+    token_id: int | None
+    project: str | None
+    method: str
+    route: str
+    path: str
+    summary: dict[str, Any]
+    versions: dict[str, str | None]
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+    next_cursor: str | None = None

@@ -3,6 +3,7 @@ and nodes (addresses, policy version, last reported status). Read-only."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -97,3 +98,13 @@ def vpc_view(row: VpcRow) -> dict[str, Any]:
     return {"project_vpc_id": row.project_vpc_id, "cloud_name": row.cloud_name,
             "network_cidr": row.network_cidr, "peer_cidrs": list(row.peer_cidrs),
             "state": "ACTIVE"}
+
+
+def integration_views(session: Session, project_id: int,
+                      rows: Sequence[IntegrationRow]) -> list[dict[str, Any]]:
+    names = dict(session.execute(select(ServiceRow.id, ServiceRow.name).where(
+        ServiceRow.project_id == project_id)).tuples().all())
+    return [{"integration_id": r.id, "integration_type": r.integration_type,
+             "source_service": names[r.source_service_id],
+             "dest_service": names[r.dest_service_id] if r.dest_service_id else None}
+            for r in rows]

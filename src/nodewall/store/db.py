@@ -126,4 +126,6 @@ def migrate(store: Store) -> None:
         if store.is_postgres:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        # "heads": revisions made on parallel branches (each revising the same parent) are all
+        # applied, in either order, until a merge revision joins them.
+        command.upgrade(cfg, "heads")

@@ -1,5 +1,6 @@
 """The control plane's tables: platform settings, projects, VPCs, services with their stored
-ports, nodes, integrations, compiled node policies, node status reports and access tokens.
+ports, nodes, integrations, compiled node policies, node status reports, access tokens, and the
+audit trail of accepted changes.
 
 Plain SQLAlchemy 2 declarative models and nothing else: no queries, no policy logic. The schema
 itself is created and changed only by the alembic migrations in `nodewall.store.migrations`;
@@ -132,3 +133,22 @@ class TokenRow(Base):
     kind: Mapped[str] = mapped_column(String(8))  # "admin" | "node"
     node_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EventRow(Base):
+    """One accepted change of the platform's state (the audit trail): when, by which token (its
+    id, never its text or hash), the route, a summary made of nodewall's own words and the
+    objects' names and networks (never an ip_filter description), and the resulting policy
+    version of every node it changed (null: the node's policy was removed). `project` is the
+    project's name (kept after the project is deleted); null for platform-wide changes."""
+
+    __tablename__ = "event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    project: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
+    method: Mapped[str] = mapped_column(String(8))
+    route: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(Text)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    versions: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from nodewall.server import ops, schemas
-from nodewall.server.deps import ERRORS, READ_ERRORS, Anyone, ControlDep, HubDep, Name
+from nodewall.server.deps import ERRORS, READ_ERRORS, Anyone, Change, ControlDep, HubDep, Name
 from nodewall.server.errors import ApiError
 from nodewall.server.hub import Answer, PolicyHub
 
@@ -45,11 +45,14 @@ async def get_policy(
     return Response(answer.body, media_type="application/json", headers={"ETag": etag})
 
 
-@router.post("/v1/node/{node}/status", response_model=schemas.StatusOut, responses=ERRORS)
-def report_status(node: Name, body: schemas.StatusIn, who: Anyone, control: ControlDep) -> Any:
+@router.post("/v1/node/{node}/status", response_model=schemas.StatusOut | schemas.Preview,
+             responses=ERRORS)
+def report_status(node: Name, body: schemas.StatusIn, who: Anyone, how: Change,
+                  control: ControlDep) -> Any:
+    """An agent's report; not an audited change (it records no summary)."""
     if not who.may_act_for(node):
         raise ApiError(403, "This token may report only its own node's status")
-    return control.change(ops.report_status, node, body)
+    return control.submit(how, ops.report_status, node, body)
 
 
 async def _current_or_next(hub: PolicyHub, node: str, version: str | None,
