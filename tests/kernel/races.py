@@ -164,7 +164,10 @@ def kill_runs(ns: str, backend: str, specs: Mapping[str, Path],
         proc = subprocess.Popen(cli(ns, "apply", str(specs[target]), "--node", NODE,
                                     "--backend", backend),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.random() * window)
+        if run % 2 and backend == "iptables":
+            at_write(proc.pid, timeout=window * 2)  # the worst moment: a kernel write running
+        else:
+            time.sleep(rng.random() * window)
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate()
         wait_unlocked(ns)
@@ -186,6 +189,47 @@ def kill_runs(ns: str, backend: str, specs: Mapping[str, Path],
         current = held
     tally.seconds = time.monotonic() - start
     return tally
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (from /proc/PID/task/*/children)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def _program(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return os.path.basename(f.read().split(b"\0", 1)[0].decode(errors="replace"))
+    except OSError:
+        return ""
+
+
+def at_write(pid: int, timeout: float) -> bool:
+    """Wait until a descendant of `pid` runs `ip6tables-*-restore` (the first of the two
+    family transactions: the moment a kill would split the families); False when none came
+    within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any((p := _program(c)).startswith("ip6tables-") and p.endswith("-restore")
+               for c in descendants(pid)):
+            return True
+        time.sleep(0.0005)
+    return False
 
 
 # --------------------------------------------------------------------------- foreign writer
