@@ -8,9 +8,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+from tests.unit.helpers import MGMT_V4, MGMT_V6, compiled, run_nodewall, service_doc, spec_doc
+
 from nodewall.policy.lockout import check_management, lockout_reason
 from nodewall.policy.model import NodePolicy, Rule
-from tests.unit.helpers import MGMT_V4, MGMT_V6, compiled, run_nodewall, service_doc, spec_doc
 
 NODE_ADDRESSES = ["10.0.0.1", "2001:db8:10::1"]
 
