@@ -7,17 +7,18 @@ script creates (`nwn<suffix>-node`) and deletes at the end, even after a failure
 Rows, per backend:
 - SIGKILL of `nodewall apply` at random points (`--kills` runs; on iptables every other kill
   lands while `ip6tables-restore` runs): the kernel holds the old or the new policy whole,
-  read back and compared with both candidates (`races.held_policy`);
+  read back and compared with both candidates (`racing.held_policy`);
 - a foreign writer (iptables -w rules in INPUT and a chain of its own, nft elements in its own
   table) during `--applies` applies: each succeeds or fails cleanly, nothing foreign is lost;
 - two `nodewall apply` processes started at once (`--pairs` pairs): one policy whole;
-- `apply --confirm 2` without a confirmation (`--confirms` runs): seconds from the deadline to
-  the previous ruleset read back again.
+- `apply --confirm 2` without a confirmation (`--confirms` runs): seconds from the watcher's
+  deadline (`pending.json`) to the previous ruleset read back again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -31,11 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "kernel"))
 from kspecs import in_vpc, policy, public  # noqa: E402
 from netns import HOSTS, Topology, entered, sh  # noqa: E402
 from normalise import xtables_save  # noqa: E402
-
-from nodewall.backends.base import BackendError  # noqa: E402
-from nodewall.backends.iptables import xtables  # noqa: E402
-from nodewall.backends.registry import get_backend  # noqa: E402
-from races import (  # noqa: E402
+from racing import (  # noqa: E402
     NODE,
     ForeignWriter,
     cli,
@@ -44,6 +41,10 @@ from races import (  # noqa: E402
     wait_unlocked,
     write_spec,
 )
+
+from nodewall.backends.base import BackendError  # noqa: E402
+from nodewall.backends.iptables import xtables  # noqa: E402
+from nodewall.backends.registry import get_backend  # noqa: E402
 
 DOCS = {"wide": public(), "narrow": public(ip_filter=["192.0.2.0/24", "2001:db8:2::/48"]),
         "vpc": in_vpc()}
@@ -145,12 +146,12 @@ def _confirms(ns: str, backend: str, specs: dict[str, Path], runs: int, state: P
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert proc.stdout is not None
         proc.stdout.readline()
-        deadline = time.monotonic() + window
+        deadline = json.loads((state / "pending.json").read_text())["deadline"]  # the watcher's
         while _kernel(ns) != before:
-            if time.monotonic() > deadline + 5:
+            if time.time() > deadline + 5:
                 raise RuntimeError("the previous ruleset did not come back")
             time.sleep(0.01)
-        lags.append(time.monotonic() - deadline)
+        lags.append(time.time() - deadline)
         proc.wait()
     lags.sort()
     return (f"{runs} runs, rolled back {lags[0]:.2f}..{lags[-1]:.2f} s after the deadline "

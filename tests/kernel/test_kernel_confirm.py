@@ -6,6 +6,7 @@ Both backends, as real processes in the node namespace."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -15,7 +16,7 @@ import pytest
 from conftest import Node, saved
 from kspecs import PG_PORT, public
 from netns import HOSTS, probe, sh
-from races import NODE, cli, held_policy, wait_unlocked, write_spec
+from racing import NODE, cli, held_policy, wait_unlocked, write_spec
 
 from nodewall.backends.iptables import xtables
 
@@ -62,14 +63,19 @@ def _confirm(node: Node, state: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True)
 
 
-def _back_within(node: Node, before: str, seconds: float) -> float:
-    """Seconds until the kernel holds `before` again; fails after `seconds`."""
-    start = time.monotonic()
-    while time.monotonic() - start < seconds:
+def _deadline(state: Path) -> float:
+    """The watcher's deadline (wall clock), as it wrote it once the new policy was applied."""
+    return float(json.loads((state / "pending.json").read_text())["deadline"])
+
+
+def _back_by(node: Node, before: str, limit: float) -> float:
+    """Seconds past the deadline `limit - 1` at which the kernel holds `before` again; fails
+    when it does not by `limit` (wall clock)."""
+    while time.time() < limit:
         if _kernel(node) == before:
-            return time.monotonic() - start
+            return time.time() - (limit - 1.0)
         time.sleep(0.05)
-    raise AssertionError(f"the previous ruleset was not back within {seconds} s:\n"
+    raise AssertionError(f"the previous ruleset was not back within the window plus 1 s:\n"
                          f"{_kernel(node)}\n--- expected ---\n{before}")
 
 
@@ -119,14 +125,14 @@ def test_no_confirm_rolls_back_exactly(node: Node, tmp_path: Path, previous: str
         assert _apply(node, write_spec(tmp_path, "open", OPEN_TO_OFFICE)).returncode == 0
     before = _kernel(node)
     assert _office(node) == "open"
-    proc, applied_at = _start_confirm(node, write_spec(tmp_path, "closed", CLOSED_TO_OFFICE),
-                                      state)
+    proc, _ = _start_confirm(node, write_spec(tmp_path, "closed", CLOSED_TO_OFFICE), state)
+    deadline = _deadline(state)
     assert _kernel(node) != before and _office(node) == "refused"
-    took = _back_within(node, before, WINDOW + 1.0 - (time.monotonic() - applied_at))
+    late_by = _back_by(node, before, deadline + 1.0)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 1 and "rolled back" in err, (out, err)
     assert _office(node) == "open"
-    assert took >= 0
+    assert late_by >= -0.1, f"rolled back {-late_by:.2f} s before the deadline"
     late = _confirm(node, state)
     assert late.returncode == 1 and "rolled back" in late.stderr, late.stderr
 
@@ -138,13 +144,13 @@ def test_sigkill_of_the_waiting_process(node: Node, tmp_path: Path, then: str) -
     state = tmp_path / "state"
     assert _apply(node, write_spec(tmp_path, "open", OPEN_TO_OFFICE)).returncode == 0
     before = _kernel(node)
-    proc, applied_at = _start_confirm(node, write_spec(tmp_path, "closed", CLOSED_TO_OFFICE),
-                                      state)
+    proc, _ = _start_confirm(node, write_spec(tmp_path, "closed", CLOSED_TO_OFFICE), state)
+    deadline = _deadline(state)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL
     if then == "no confirm":
-        _back_within(node, before, WINDOW + 1.0 - (time.monotonic() - applied_at))
+        _back_by(node, before, deadline + 1.0)
         assert _office(node) == "open"
         return
     confirmed = _confirm(node, state)

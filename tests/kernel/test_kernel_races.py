@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import Node
 from kspecs import in_vpc, policy, public
-from races import NODE, ForeignWriter, cli, held_policy, kill_runs, wait_unlocked, write_spec
+from racing import NODE, ForeignWriter, cli, held_policy, kill_runs, wait_unlocked, write_spec
 
 from nodewall.backends.base import BackendError
 from nodewall.backends.iptables import xtables

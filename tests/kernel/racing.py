@@ -1,7 +1,7 @@
 """Races and crashes against the real kernel: which whole policy the kernel holds, `nodewall`
 runs as real processes (started, raced, SIGKILLed), and a foreign writer hammering iptables
-and nft beside them. Shared by tests/kernel/test_kernel_races.py (short runs) and
-bench/races.py (the long ones).
+and nft beside them. Shared by tests/kernel/test_kernel_races.py and test_kernel_confirm.py
+(short runs) and bench/races.py (the long ones).
 
 `held_policy` reads the node namespace and says which candidate policy it holds whole, worked
 out from the candidates themselves (the nftables image `nftwire.build` makes, the iptables
