@@ -16,7 +16,7 @@ import pytest
 from conftest import Node, saved
 from kspecs import PG_PORT, public
 from netns import HOSTS, probe, sh
-from racing import NODE, cli, held_policy, wait_unlocked, write_spec
+from racing import NODE, cli, held_policy, pid_alive, wait_unlocked, write_spec
 
 from nodewall.backends.iptables import xtables
 
@@ -45,10 +45,11 @@ def _apply(node: Node, spec: Path, *extra: str) -> subprocess.CompletedProcess[s
                               node.backend_name, *extra), capture_output=True, text=True)
 
 
-def _start_confirm(node: Node, spec: Path, state: Path) -> tuple[subprocess.Popen[str], float]:
+def _start_confirm(node: Node, spec: Path, state: Path,
+                   window: int = WINDOW) -> tuple[subprocess.Popen[str], float]:
     """`apply --confirm WINDOW` started; returns once it says it applied (and when)."""
     proc = subprocess.Popen(cli(node.ns, "apply", str(spec), "--node", NODE, "--backend",
-                                node.backend_name, "--confirm", str(WINDOW), "--state-dir",
+                                node.backend_name, "--confirm", str(window), "--state-dir",
                                 str(state)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -102,13 +103,18 @@ def test_confirm_in_time_keeps_the_new_policy(node: Node, tmp_path: Path) -> Non
     state = tmp_path / "state"
     assert _apply(node, write_spec(tmp_path, "open", OPEN_TO_OFFICE)).returncode == 0
     assert _office(node) == "open"
-    proc, _ = _start_confirm(node, write_spec(tmp_path, "closed", CLOSED_TO_OFFICE), state)
+    closed = write_spec(tmp_path, "closed", CLOSED_TO_OFFICE)
+    proc, _ = _start_confirm(node, closed, state, window=20)
     assert _office(node) == "refused"
+    second = _apply(node, closed, "--confirm", "5", "--state-dir", str(state))
+    assert second.returncode == 1 and "awaits confirmation" in second.stderr, second.stderr
     confirmed = _confirm(node, state)
     assert confirmed.returncode == 0, confirmed.stderr
+    # `apply` ends only after its watcher has: nothing is left that could still roll back
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "confirmed" in out, (out, err)
-    time.sleep(WINDOW + 0.5)  # past the deadline: nothing rolls back
+    assert sorted(p.name for p in state.iterdir()) == ["last.json"]
+    assert json.loads((state / "last.json").read_text())["outcome"] == "confirmed"
     from kspecs import policy
 
     held, _ = held_policy(node.ns, node.backend_name, {"closed": policy(CLOSED_TO_OFFICE)})
@@ -144,17 +150,25 @@ def test_sigkill_of_the_waiting_process(node: Node, tmp_path: Path, then: str) -
     state = tmp_path / "state"
     assert _apply(node, write_spec(tmp_path, "open", OPEN_TO_OFFICE)).returncode == 0
     before = _kernel(node)
-    proc, _ = _start_confirm(node, write_spec(tmp_path, "closed", CLOSED_TO_OFFICE), state)
+    window = WINDOW if then == "no confirm" else 20
+    proc, _ = _start_confirm(node, write_spec(tmp_path, "closed", CLOSED_TO_OFFICE), state,
+                             window)
     deadline = _deadline(state)
+    watcher = int(json.loads((state / "pending.json").read_text())["pid"])
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL
+    assert pid_alive(watcher), "the watcher died with the process that started it"
     if then == "no confirm":
         _back_by(node, before, deadline + 1.0)
         assert _office(node) == "open"
         return
     confirmed = _confirm(node, state)
     assert confirmed.returncode == 0, confirmed.stderr
-    time.sleep(WINDOW + 1.0)
+    gone_by = time.monotonic() + 5
+    while pid_alive(watcher) and time.monotonic() < gone_by:
+        time.sleep(0.02)
+    assert not pid_alive(watcher), "the watcher did not end after the confirmation"
     wait_unlocked(node.ns)
     assert _kernel(node) != before and _office(node) == "refused"
+    assert json.loads((state / "last.json").read_text())["outcome"] == "confirmed"

@@ -67,13 +67,15 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    """True while the watcher runs (a zombie, dead but not reaped yet, counts as gone)."""
+    if pid <= 0:
         return False
-    except PermissionError:
-        return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def apply_with_confirm(backend: Backend, policy: NodePolicy, seconds: int,
