@@ -52,11 +52,12 @@ the new sets are destroyed: both families stay on their previous rules.
 Concurrency and crashes. Apply and remove hold the per-namespace apply lock
 (`nodewall.backends.applylock`) from the first read to the last write, so two runs take turns.
 The steps that move the kernel from one whole policy to the next (both families' restores, or
-the set swaps and `NODEWALL-META`, each with its verification and rollback) run in a detached
-child (`nodewall.backends.detached`): a SIGKILL of `nodewall apply` between them cannot leave
-IPv6 on the new policy and IPv4 on the old. Killed before them, the kernel keeps the old
-policy plus unreferenced spare sets (status names them; the next apply destroys them); killed
-after them, the new policy is whole but its flows were not cut and old sets may be left over.
+the set swaps and `NODEWALL-META`, each with its verification and rollback; and the steps of
+`remove`) run in a detached child (`nodewall.backends.detached`): a SIGKILL of `nodewall
+apply` between them cannot leave IPv6 on the new policy and IPv4 on the old. Killed before
+them, the kernel keeps the old policy plus unreferenced spare sets (status names them; the
+next apply destroys them); killed after them, the new policy is whole but its flows were not
+cut and old sets may be left over.
 
 Caveats (documented, accepted): between the two transactions (milliseconds) the families run
 different versions; in a set-only update each set switches atomically but sets switch one after
@@ -366,16 +367,20 @@ class IptablesBackend:
         if variant is None:
             return False
         state = _read(variant)
-        removed = False
-        for family in FAMILIES:
-            text = restore_text({}, state.tables[family], {})
-            if text:
-                xtables.restore(variant, family, text)
+
+        def commit() -> bool:  # both families and the sets, even if this process is killed
+            removed = False
+            for family in FAMILIES:
+                text = restore_text({}, state.tables[family], {})
+                if text:
+                    xtables.restore(variant, family, text)
+                    removed = True
+            if state.sets:
+                ipset.restore([f"destroy {name}" for name in sorted(state.sets)])
                 removed = True
-        if state.sets:
-            ipset.restore([f"destroy {name}" for name in sorted(state.sets)])
-            removed = True
-        return removed
+            return removed
+
+        return run_detached(commit)
 
 
 def _only_widens(policy: NodePolicy, state: KernelState, names: Mapping[str, str]) -> bool:
