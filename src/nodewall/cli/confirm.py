@@ -67,15 +67,18 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _alive(pid: int) -> bool:
-    """True while the watcher runs (a zombie, dead but not reaped yet, counts as gone)."""
+    """True while the watcher runs: the pid is a live nodewall process (a zombie, dead but not
+    reaped yet, counts as gone, and so does another program that reuses the pid)."""
     if pid <= 0:
         return False
     try:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rpartition(")")[2].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read()
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X")
+    return state not in ("Z", "X") and b"nodewall" in argv
 
 
 def apply_with_confirm(backend: Backend, policy: NodePolicy, seconds: int,
