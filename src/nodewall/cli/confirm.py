@@ -147,8 +147,9 @@ def _watch(backend: Backend, policy: NodePolicy, seconds: int, where: Path, news
     deadline = time.time() + seconds
     _write(where / PENDING, {"pid": os.getpid(), "version": result.version,
                              "backend": result.backend, "deadline": deadline})
-    _tell(news, f"applied policy {result.version} with {result.backend}; run `nodewall "
-                f"confirm` within {seconds} s or the previous ruleset comes back")
+    _tell(news, f"applied policy {result.version} with {result.backend} "
+                f"({result.flows_cut} flow(s) cut); run `nodewall confirm` within {seconds} s "
+                "or the previous ruleset comes back")
     while time.time() < deadline and (where / PENDING).exists():
         time.sleep(POLL_SECONDS)
     try:
