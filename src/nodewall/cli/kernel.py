@@ -1,4 +1,5 @@
-"""The kernel commands of `nodewall`: render, apply, status, remove.
+"""The kernel commands of `nodewall`: render, apply (with --force and --confirm), confirm,
+status, remove.
 
 `register(app)` adds them to the main typer app. Each command imports the spec, compiler and
 backends inside its body (a backend may load a C library), and acts on the network namespace
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +28,7 @@ from nodewall.cli.common import (
     fail_usage,
     load,
 )
+from nodewall.cli.confirm import StateDirOpt, confirm_cmd
 
 if TYPE_CHECKING:
     from nodewall.backends.base import Backend
@@ -63,12 +65,23 @@ def _concrete_backends(only: str | None) -> list[Backend]:
     return [_backend(n) for n in names]
 
 
-def _policy(spec_path: Path, node: str) -> NodePolicy:
+def _policy(spec_path: Path, node: str, guard: bool = False) -> NodePolicy:
+    """The node's policy; with `guard`, refused (exit 2) when it would shut every management
+    network out (`nodewall.policy.lockout`)."""
     from nodewall.compiler.node import compile_node
 
     spec = load(spec_path)
     check_node(spec, node)
-    return compile_node(spec, node)
+    policy = compile_node(spec, node)
+    if guard:
+        from nodewall.policy.lockout import lockout_reason
+
+        _, spec_node = spec.node(node)
+        why = lockout_reason(policy, [str(n) for n in spec.platform.management_networks],
+                             [a.partition("/")[0] for a in spec_node.addresses])
+        if why is not None:
+            fail_usage(f"refused: {why}\n(nothing applied; `apply --force` applies it anyway)")
+    return policy
 
 
 def render_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto") -> None:
@@ -78,17 +91,31 @@ def render_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto") 
     typer.echo(chosen.render(policy), nl=False)
 
 
-def apply_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto") -> None:
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Apply even a policy that shuts every management network out.")]
+ConfirmOpt = Annotated[int | None, typer.Option(
+    "--confirm", min=1, max=3600, show_default=False,
+    help="Roll back by itself unless `nodewall confirm` runs within this many seconds.")]
+
+
+def apply_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto",
+              force: ForceOpt = False, confirm: ConfirmOpt = None,
+              state_dir: StateDirOpt = None) -> None:
     """Apply the node's policy to this network namespace, atomically; exit 0 only when the
-    kernel, read back, holds it."""
+    kernel, read back, holds it. A policy that would shut every management network out is
+    refused (exit 2) unless --force."""
     from nodewall.backends.base import BackendError
     from nodewall.gcpause import collector_paused
 
     # One burst of short-lived work, then the process ends: the cyclic collector waits for the
     # end instead of scanning the spec, the policy and the table between the steps.
     with collector_paused():
-        policy = _policy(spec_path, node)
+        policy = _policy(spec_path, node, guard=not force)
         chosen = _resolve(_backend(backend))
+        if confirm is not None:
+            from nodewall.cli.confirm import apply_with_confirm
+
+            apply_with_confirm(chosen, policy, confirm, state_dir)
         try:
             result = chosen.apply(policy)
         except BackendError as exc:
@@ -148,3 +175,4 @@ def register(app: typer.Typer) -> None:
     app.command("apply")(apply_cmd)
     app.command("status")(status_cmd)
     app.command("remove")(remove_cmd)
+    app.command("confirm")(confirm_cmd)

@@ -49,6 +49,16 @@ fails, the first family is restored from the snapshot taken before apply (its ol
 jump positions, its old sets still in place because new contents went to the other slot), and
 the new sets are destroyed: both families stay on their previous rules.
 
+Concurrency and crashes. Apply and remove hold the per-namespace apply lock
+(`nodewall.backends.applylock`) from the first read to the last write, so two runs take turns.
+The steps that move the kernel from one whole policy to the next (both families' restores, or
+the set swaps and `NODEWALL-META`, each with its verification and rollback; and the steps of
+`remove`) run in a detached child (`nodewall.backends.detached`): a SIGKILL of `nodewall
+apply` between them cannot leave IPv6 on the new policy and IPv4 on the old. Killed before
+them, the kernel keeps the old policy plus unreferenced spare sets (status names them; the
+next apply destroys them); killed after them, the new policy is whole but its flows were not
+cut and old sets may be left over.
+
 Caveats (documented, accepted): between the two transactions (milliseconds) the families run
 different versions; in a set-only update each set switches atomically but sets switch one after
 another, in one `ipset restore` run; a policy rule split into several iptables rules (several
@@ -66,8 +76,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from nodewall.backends import applylock
 from nodewall.backends.base import ApplyResult, BackendError, Status
 from nodewall.backends.conntrack import NO_CUT, cut_refused_flows, only_accepts_use
+from nodewall.backends.detached import run_detached
 from nodewall.backends.iptables import ipset, xtables
 from nodewall.backends.iptables.render import (
     CHAIN,
@@ -132,6 +144,10 @@ class IptablesBackend:
     # -- apply ------------------------------------------------------------------------------
     def apply(self, policy: NodePolicy) -> ApplyResult:
         check_policy(policy)
+        with applylock.held():  # one apply at a time in this network namespace
+            return self._apply(policy)
+
+    def _apply(self, policy: NodePolicy) -> ApplyResult:
         version = policy.version
         variant = self.variant()
         state = _read(variant)
@@ -184,21 +200,25 @@ class IptablesBackend:
             _destroy_quietly(new_sets)
             raise
         want = {f: family_chains(policy, f, names, version) for f in FAMILIES}
-        done: list[FamilyNum] = []
-        try:
-            for family in FAMILIES:
-                text = restore_text(want[family], state.tables[family], FIRST)
-                if text:
-                    xtables.restore(variant, family, text)
-                done.append(family)
-            problems = _verify(variant, want, policy, names, new_sets)
-            if problems:
-                raise BackendError("iptables read-back differs from the rendered policy:\n"
-                                   + "\n".join(problems))
-        except BackendError as exc:
-            rolled = self._rollback(variant, state, done)  # goal 1
-            _destroy_quietly(new_sets)
-            raise BackendError(f"{exc}\n{rolled}") from exc
+
+        def commit() -> None:  # both families or neither, even if this process is killed
+            done: list[FamilyNum] = []
+            try:
+                for family in FAMILIES:
+                    text = restore_text(want[family], state.tables[family], FIRST)
+                    if text:
+                        xtables.restore(variant, family, text)
+                    done.append(family)
+                problems = _verify(variant, want, policy, names, new_sets)
+                if problems:
+                    raise BackendError("iptables read-back differs from the rendered policy:\n"
+                                       + "\n".join(problems))
+            except BackendError as exc:
+                rolled = self._rollback(variant, state, done)  # goal 1
+                _destroy_quietly(new_sets)
+                raise BackendError(f"{exc}\n{rolled}") from exc
+
+        run_detached(commit)
         _destroy_quietly(sorted(set(state.sets) - set(names.values())))
 
     def _rollback(self, variant: Variant, old: KernelState, families: list[FamilyNum]) -> str:
@@ -233,29 +253,39 @@ class IptablesBackend:
                 fill.append(f"destroy {temps[s.name]}")
             fill += ipset.create_lines(temps[s.name], s)
         swaps = [f"swap {names[s.name]} {temps[s.name]}" for s in changed]
-        done: list[FamilyNum] = []
         try:
-            ipset.restore(fill + swaps)  # every temporary is full before the first swap
-            for family in metas:
-                body = "\n".join([f":{META_CHAIN} - [0:0]", *want[family][META_CHAIN]])
-                xtables.restore(variant, family, f"*filter\n{body}\nCOMMIT\n")
-                done.append(family)
-            problems = _verify(variant, want, policy, names, [names[s.name] for s in changed])
-            if problems:
-                raise BackendError("iptables read-back differs from the rendered policy:\n"
-                                   + "\n".join(problems))
-        except BackendError as exc:
-            now = ipset.read_sets()
-            back = [f"swap {names[s.name]} {temps[s.name]}" for s in changed
-                    if (live := now.get(names[s.name])) is not None
-                    and live.members == ipset.members(s) and temps[s.name] in now]
+            ipset.restore(fill)  # every temporary is full before the first swap
+        except BackendError:
+            _destroy_quietly(list(temps.values()))
+            raise
+
+        def commit() -> None:  # the swaps and META together, even if this process is killed
+            done: list[FamilyNum] = []
             try:
-                ipset.restore(back)
-            finally:
-                self._rollback(variant, state, done)
-                _destroy_quietly(list(temps.values()))
-            raise BackendError(f"{exc}\nrolled back: sets and {META_CHAIN} hold their "
-                               "previous contents") from exc
+                ipset.restore(swaps)
+                for family in metas:
+                    body = "\n".join([f":{META_CHAIN} - [0:0]", *want[family][META_CHAIN]])
+                    xtables.restore(variant, family, f"*filter\n{body}\nCOMMIT\n")
+                    done.append(family)
+                problems = _verify(variant, want, policy, names,
+                                   [names[s.name] for s in changed])
+                if problems:
+                    raise BackendError("iptables read-back differs from the rendered policy:\n"
+                                       + "\n".join(problems))
+            except BackendError as exc:
+                now = ipset.read_sets()
+                back = [f"swap {names[s.name]} {temps[s.name]}" for s in changed
+                        if (live := now.get(names[s.name])) is not None
+                        and live.members == ipset.members(s) and temps[s.name] in now]
+                try:
+                    ipset.restore(back)
+                finally:
+                    self._rollback(variant, state, done)
+                    _destroy_quietly(list(temps.values()))
+                raise BackendError(f"{exc}\nrolled back: sets and {META_CHAIN} hold their "
+                                   "previous contents") from exc
+
+        run_detached(commit)
         _destroy_quietly([*temps.values(), *stray])
         return True
 
@@ -329,20 +359,28 @@ class IptablesBackend:
         return Status(self.name, True, version, tuple(drift))
 
     def remove(self) -> bool:
+        with applylock.held():
+            return self._remove()
+
+    def _remove(self) -> bool:
         variant = self._reading_variant()
         if variant is None:
             return False
         state = _read(variant)
-        removed = False
-        for family in FAMILIES:
-            text = restore_text({}, state.tables[family], {})
-            if text:
-                xtables.restore(variant, family, text)
+
+        def commit() -> bool:  # both families and the sets, even if this process is killed
+            removed = False
+            for family in FAMILIES:
+                text = restore_text({}, state.tables[family], {})
+                if text:
+                    xtables.restore(variant, family, text)
+                    removed = True
+            if state.sets:
+                ipset.restore([f"destroy {name}" for name in sorted(state.sets)])
                 removed = True
-        if state.sets:
-            ipset.restore([f"destroy {name}" for name in sorted(state.sets)])
-            removed = True
-        return removed
+            return removed
+
+        return run_detached(commit)
 
 
 def _only_widens(policy: NodePolicy, state: KernelState, names: Mapping[str, str]) -> bool:

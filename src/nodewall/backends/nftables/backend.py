@@ -49,6 +49,12 @@ when the change only added networks to sets that only accept rules use. The cycl
 collector is held off during an apply (tens of thousands of element objects are made;
 `nodewall.gcpause`).
 
+Concurrency and crashes. Apply and remove hold the per-namespace apply lock
+(`nodewall.backends.applylock`) from the first read to the last write, so two runs cannot
+interleave a read and a commit. Each change is one netlink transaction sent in one `sendmsg`:
+a SIGKILL at any point leaves the kernel on the old table or the new one, never between
+(only the conntrack cut that follows the commit may then be missing).
+
 Threads and namespaces. One netlink socket per backend object; it belongs to the network
 namespace of the thread that opened it and is reopened when the calling thread is in another.
 Not thread-safe: one backend object per thread.
@@ -62,7 +68,7 @@ from __future__ import annotations
 import os
 import re
 
-from nodewall.backends import netlink
+from nodewall.backends import applylock, netlink
 from nodewall.backends.base import ApplyResult, BackendError, Status
 from nodewall.backends.conntrack import NO_CUT, cut_refused_flows, only_accepts_use
 from nodewall.backends.nftables import dump as nftdump
@@ -126,7 +132,8 @@ class NftablesBackend:
         return render(policy)
 
     def apply(self, policy: NodePolicy) -> ApplyResult:
-        with collector_paused():  # elements by the ten thousand (see `nodewall.gcpause`)
+        # one apply at a time in this namespace (`applylock`); elements by the ten thousand
+        with applylock.held(), collector_paused():  # (see `nodewall.gcpause`)
             return self._apply(policy)
 
     def _apply(self, policy: NodePolicy, fresh: bool = False) -> ApplyResult:
@@ -217,6 +224,10 @@ class NftablesBackend:
         return counts
 
     def remove(self) -> bool:
+        with applylock.held():
+            return self._remove()
+
+    def _remove(self) -> bool:
         sock = self._socket()
         self._last = None
         if self._read(sock) is None:
