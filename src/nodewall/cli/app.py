@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from nodewall.cli import agent, kernel, platform, spec
+from nodewall.cli import agent, kernel, platform, spec, tokens
 
 app = typer.Typer(
     name="nodewall",
@@ -22,4 +22,5 @@ app = typer.Typer(
 spec.register(app)
 kernel.register(app)
 platform.register(app)
+tokens.register(app)
 agent.register(app)

@@ -11,12 +11,13 @@ from sqlalchemy import select
 
 from nodewall.server import fleet, ops, schemas
 from nodewall.server.deps import ERRORS, READ_ERRORS, Admin, ControlDep, Name, StoreDep
+from nodewall.server.guard import StrictJsonRoute
 from nodewall.server.state import get_project, get_service
 from nodewall.server.views import service_view, vpc_view
 from nodewall.spec.model import NAME_PATTERN
 from nodewall.store.models import ServiceRow, VpcRow
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 
 # --- platform, projects, VPCs ----------------------------------------------------------------
