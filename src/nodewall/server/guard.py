@@ -9,7 +9,10 @@ above 0, or chunked) it
   passes it, never holding more than the limit;
 - lets at most `LARGE_BODY_SLOTS` bodies over `LARGE_BODY_BYTES` be read and worked on at
   once (writes are serialised by the store anyway; waiting bodies stay in the kernel's socket
-  buffers, since the server stops reading a connection whose body nobody receives);
+  buffers, since the server stops reading a connection whose body nobody receives), a slot
+  taken once a body is known to be large (its Content-Length, or that many chunked bytes
+  received) and waited for at most as long as the body may take (503 after that); when the
+  last large request is answered, its memory is given back (`nodewall.server.memory`);
 - answers 408 when the body stalls for `BODY_IDLE_SECONDS` or is not complete within
   `BODY_BASE_SECONDS` plus its length at `BODY_MIN_BYTES_PER_SECOND`;
 - reads the JSON strictly (`nodewall.spec.document.read_json`: a key given twice, NaN, overlong
@@ -62,14 +65,50 @@ class _Gone(Exception):
     """The client went away while sending its body."""
 
 
+class _LargeBodies:
+    """The slots of large bodies, and how many requests want or hold one."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = asyncio.Semaphore(slots)
+        self.wanting = 0
+
+
+class _Claim:
+    """One request's claim on a large-body slot: taken when its body turns out large (by
+    its Content-Length, or once that many chunked bytes came), released when it is answered;
+    the last large request answered gives its memory back."""
+
+    def __init__(self, bodies: _LargeBodies) -> None:
+        self.bodies = bodies
+        self.counted = self.held = False
+
+    async def take(self, wait: float) -> None:
+        if self.counted:
+            return
+        self.counted = True
+        self.bodies.wanting += 1
+        try:
+            await asyncio.wait_for(self.bodies.slots.acquire(), max(wait, 0.001))
+        except TimeoutError:
+            raise _Refused(503, "Too many large request bodies at once; try again") from None
+        self.held = True
+
+    async def release(self) -> None:
+        if self.held:
+            self.bodies.slots.release()
+        if self.counted:
+            self.bodies.wanting -= 1
+            if not self.bodies.wanting:
+                await asyncio.to_thread(give_back)
+
+
 class BodyGuard:
     def __init__(self, app: ASGIApp, verifier: TokenVerifier,
                  max_body: int = MAX_BODY_BYTES, node_body: int = NODE_BODY_BYTES) -> None:
         self.app = app
         self.verifier = verifier
         self.max_body, self.node_body = max_body, node_body
-        self._large = asyncio.Semaphore(LARGE_BODY_SLOTS)
-        self._large_waiting = 0  # large requests waiting for a slot or in one
+        self._large = _LargeBodies(LARGE_BODY_SLOTS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,25 +127,18 @@ class BodyGuard:
         except _Refused as refused:
             await _answer(send, refused.status, [refused.message])
             return
-        expected = length if length is not None else limit
-        if expected <= LARGE_BODY_BYTES:
-            await self._guarded(scope, receive, send, limit, expected)
-            return
-        self._large_waiting += 1
+        claim = _Claim(self._large)
         try:
-            async with self._large:
-                await self._guarded(scope, receive, send, limit, expected)
+            await self._guarded(scope, receive, send, limit, length, claim)
         finally:
-            self._large_waiting -= 1
-            if not self._large_waiting:  # the last large request: give its memory back
-                await asyncio.to_thread(give_back)
+            await claim.release()
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: int,
-                       expected: int) -> None:
+                       length: int | None, claim: _Claim) -> None:
         """Read, bound and parse the body, then run the app with it."""
         state = scope.setdefault("state", {})
         try:
-            body = await _read_body(receive, limit, expected)
+            body = await _read_body(receive, limit, length, claim)
             state[PARSED_BODY] = await _parse(body)
         except _Refused as refused:
             await _answer(send, refused.status, [refused.message])
@@ -155,9 +187,12 @@ def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive, limit: int, expected: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, length: int | None, claim: _Claim) -> bytes:
     loop = asyncio.get_running_loop()
+    expected = limit if length is None else length
     deadline = loop.time() + BODY_BASE_SECONDS + expected / BODY_MIN_BYTES_PER_SECOND
+    if length is not None and length > LARGE_BODY_BYTES:
+        await claim.take(deadline - loop.time())
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -176,6 +211,8 @@ async def _read_body(receive: Receive, limit: int, expected: int) -> bytes:
         if size > limit:
             raise _Refused(413, f"Request body larger than the {limit} bytes this token may "
                                 "send")
+        if size > LARGE_BODY_BYTES:
+            await claim.take(deadline - loop.time())
         if chunk:
             chunks.append(chunk)
         if not message.get("more_body", False):
