@@ -54,11 +54,12 @@ def run(database: str | None, host: str, port: int, *, access_log: bool = False,
     """Serve until stopped; HTTPS when `tls_cert` and `tls_key` (PEM files) are given."""
     import uvicorn
 
-    from nodewall.server import redact
+    from nodewall.server import memory, redact
     from nodewall.server.app import create_app
     from nodewall.server.protocol import TimedHttpToolsProtocol
     from nodewall.store import open_store
 
+    memory.tune_malloc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     redact.install()
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -121,7 +121,10 @@ def open_store(url: str | None = None, *, migrate_schema: bool = True,
         db_path = full.split(":///", 1)[1] if ":///" in full else ""
         if db_path and db_path != ":memory:":
             _private_sqlite_file(Path(db_path.split("?", 1)[0]))
-        engine = create_engine(full, connect_args={"check_same_thread": False, "timeout": 10})
+        # No statement cache: a cached SQLite statement keeps a copy of its last bound values
+        # (a 33 MB user_config) per pooled connection for as long as the process lives.
+        engine = create_engine(full, connect_args={"check_same_thread": False, "timeout": 10,
+                                                 "cached_statements": 0})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(full, pool_size=pool_size, max_overflow=pool_size,
