@@ -49,7 +49,9 @@ def create_app(store: Store) -> FastAPI:
     app.state.store, app.state.hub = store, hub
     verifier = TokenVerifier(store)
     app.state.control, app.state.verifier = Control(store, hub), verifier
-    app.add_middleware(BodyGuard, verifier=verifier)  # inside the metrics: refusals count
+    # Inside the metrics, so that refusals count. After large bodies the store's idle
+    # connections go: libpq and SQLite keep buffers as large as the largest statement sent.
+    app.add_middleware(BodyGuard, verifier=verifier, after_large=store.release_idle)
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     for module in (platform, agents, tokens, health):

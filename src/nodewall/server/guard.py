@@ -78,8 +78,8 @@ class _Claim:
     its Content-Length, or once that many chunked bytes came), released when it is answered;
     the last large request answered gives its memory back."""
 
-    def __init__(self, bodies: _LargeBodies) -> None:
-        self.bodies = bodies
+    def __init__(self, bodies: _LargeBodies, after: Callable[[], None] | None) -> None:
+        self.bodies, self.after = bodies, after
         self.counted = self.held = False
 
     async def take(self, wait: float) -> None:
@@ -99,14 +99,18 @@ class _Claim:
         if self.counted:
             self.bodies.wanting -= 1
             if not self.bodies.wanting:
-                await asyncio.to_thread(give_back)
+                await asyncio.to_thread(give_back, self.after)
 
 
 class BodyGuard:
     def __init__(self, app: ASGIApp, verifier: TokenVerifier,
-                 max_body: int = MAX_BODY_BYTES, node_body: int = NODE_BODY_BYTES) -> None:
+                 max_body: int = MAX_BODY_BYTES, node_body: int = NODE_BODY_BYTES,
+                 after_large: Callable[[], None] | None = None) -> None:
+        """`after_large` runs (in a worker thread) when the last large request is answered,
+        before memory is given back: the store drops its idle connections there."""
         self.app = app
         self.verifier = verifier
+        self.after_large = after_large
         self.max_body, self.node_body = max_body, node_body
         self._large = _LargeBodies(LARGE_BODY_SLOTS)
 
@@ -127,7 +131,7 @@ class BodyGuard:
         except _Refused as refused:
             await _answer(send, refused.status, [refused.message])
             return
-        claim = _Claim(self._large)
+        claim = _Claim(self._large, self.after_large)
         try:
             await self._guarded(scope, receive, send, limit, length, claim)
         finally:

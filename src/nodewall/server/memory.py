@@ -48,9 +48,12 @@ def tune_malloc() -> None:
         mallopt(_M_ARENA_MAX, 2)
 
 
-def give_back() -> None:
-    """Collect garbage, then return the C heap's free pages to the kernel (blocking, a few
-    milliseconds to a few tens)."""
+def give_back(release: Callable[[], None] | None = None) -> None:
+    """Run `release` (whatever holds buffers sized by the largest request: the store's idle
+    connections), collect garbage, then return the C heap's free pages to the kernel
+    (blocking, a few milliseconds to a few tens)."""
+    if release is not None:
+        release()
     gc.collect()
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)

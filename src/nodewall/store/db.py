@@ -83,6 +83,13 @@ class Store:
             session.execute(stmt)
             yield session
 
+    def release_idle(self) -> None:
+        """Close the pooled connections nobody is using (new ones open when needed): a
+        connection keeps buffers as large as the largest statement it ever sent. Not for an
+        in-memory SQLite database, which lives only as long as its connection."""
+        if self.engine.url.database not in (None, "", ":memory:"):
+            self.engine.dispose(close=True)
+
     def dispose(self) -> None:
         self.engine.dispose()
 
