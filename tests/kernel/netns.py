@@ -28,7 +28,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-CLONE_NEWNET = 0x40000000
+# one way to run a command in a namespace and to enter one: the lab's (its errors are
+# RuntimeErrors)
+from nodewall.lab.netns import entered, sh
+
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 #: host role -> (IPv4, IPv6) address; all private or documentation addresses.
@@ -41,40 +44,6 @@ HOSTS: dict[str, tuple[str, str]] = {
     "vpc": ("10.50.0.7", "2001:db8:50::7"),
     "metadata": ("169.254.169.254", "2001:db8:a9::254"),
 }
-
-
-def sh(*args: str, ns: str | None = None, check: bool = True) -> str:
-    """Run a command (no shell), in namespace `ns` when given; its stdout."""
-    cmd = ["ip", "netns", "exec", ns, *args] if ns else list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def _setns(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def entered(ns: str) -> Iterator[None]:
-    """Run the body with the calling thread inside namespace `ns`."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        _setns(f"/run/netns/{ns}")
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back home failed")
-    finally:
-        os.close(home)
 
 
 def kernel_ready() -> str | None:

@@ -18,6 +18,7 @@ from normalise import nft_listing
 
 from nodewall.backends.nftables import wire as nftwire
 from nodewall.backends.nftables.backend import NftablesBackend, render
+from nodewall.backends.nftables.nfnetlink import Message
 from nodewall.compiler.node import compile_node
 from nodewall.policy.model import NodePolicy
 from nodewall.spec.load import load_spec
@@ -117,7 +118,7 @@ def test_one_entry_is_sent_as_a_delta(nft_node: tuple[str, NftablesBackend],
         sock = backend._socket()
         real = sock.transaction
 
-        def spy(batch: list[nftwire.Message], generation: int | None = None) -> None:
+        def spy(batch: list[Message], generation: int | None = None) -> None:
             sent.append([m.what for m in batch])
             real(batch, generation)
 
@@ -142,7 +143,7 @@ def test_commit_racing_another_is_redone_from_the_kernel(
     real = nftwire.update_batch
     raced: list[int] = []
 
-    def racing(have: nftwire.Image, plan: nftwire.Plan) -> list[nftwire.Message]:
+    def racing(have: nftwire.Image, plan: nftwire.Plan) -> list[Message]:
         if not raced:
             sh("nft", "add", "table", "ip", "nwn_racer", ns=ns)  # a foreign commit, meanwhile
             raced.append(1)
@@ -154,7 +155,7 @@ def test_commit_racing_another_is_redone_from_the_kernel(
         sock = backend._socket()
         real_transaction = sock.transaction
 
-        def watched(batch: list[nftwire.Message], generation: int | None = None) -> None:
+        def watched(batch: list[Message], generation: int | None = None) -> None:
             try:
                 real_transaction(batch, generation)
             except Exception as exc:

@@ -22,12 +22,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     "spec": {"catalogue", "net", "errors", "gcpause"},
     "policy": set(),
     "compiler": {"spec", "catalogue", "net", "policy", "gcpause", "errors"},
-    "backends": {"policy", "gcpause"},
+    "backends": {"policy", "gcpause", "net"},
     "store": set(),
     "server": {"store", "spec", "compiler", "catalogue", "net", "policy", "errors", "__init__"},
     "agent": {"policy", "backends", "gcpause", "net", "__init__"},
+    "lab": {"policy", "backends", "server", "store", "__init__"},
     "cli": {"spec", "compiler", "catalogue", "net", "policy", "backends", "server", "store",
-            "agent", "errors", "gcpause", "__init__"},
+            "agent", "lab", "errors", "gcpause", "__init__"},
 }
 #: The agent's serverless mode (`--spec FILE`) compiles a spec file itself, lazily.
 SPEC_MODE = {"agent.specsource"}

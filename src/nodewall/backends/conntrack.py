@@ -49,6 +49,8 @@ from typing import NamedTuple
 
 from nodewall.backends import netlink
 from nodewall.backends.sockets import destroy_refused
+from nodewall.net.family import AF as _AF
+from nodewall.net.family import OF_AF as _FAMILIES
 from nodewall.policy.evaluator import Packet, evaluate
 from nodewall.policy.model import ICMP_TYPES, NodePolicy, Protocol
 
@@ -81,8 +83,6 @@ _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, int
 
 #: IP protocol number -> the policy's protocol name (ICMPv6 is "icmp" there).
 _PROTOCOLS: dict[int, Protocol] = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp", 50: "esp"}
-_FAMILIES: dict[int, int] = {socket.AF_INET: 4, socket.AF_INET6: 6}
-_AF: dict[int, int] = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 #: TCP entries that no longer carry a connection: a new SYN on their tuple starts a new flow,
 #: which meets the ruleset as `ct state new`. They are left to expire.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from nodewall.cli import agent, kernel, platform, spec, tokens
+from nodewall.cli import agent, kernel, lab, platform, spec, tokens
 
 app = typer.Typer(
     name="nodewall",
@@ -24,3 +24,4 @@ kernel.register(app)
 platform.register(app)
 tokens.register(app)
 agent.register(app)
+lab.register(app)

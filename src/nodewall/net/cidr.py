@@ -25,8 +25,9 @@ from collections.abc import Iterable
 from operator import itemgetter
 from typing import NamedTuple
 
-_BITS = {4: 32, 6: 128}
-_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+from nodewall.net.family import AF as _AF
+from nodewall.net.family import BITS as _BITS
+
 #: Per family, the prefix lengths as written canonically ("0", "1", ... "32") and the host
 #: mask of each length: the quick path of `parse_many`; any other spelling takes `parse`.
 _PREFIXES = {family: {str(p): p for p in range(bits + 1)} for family, bits in _BITS.items()}

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from nodewall.backends.base import BackendError
 from nodewall.backends.iptables import xtables
+from nodewall.net.family import IPSET
 from nodewall.policy.model import AddressSet
 
 PREFIX = "nodewall-"
@@ -61,7 +62,7 @@ def set_type(s: AddressSet) -> str:
 
 
 def set_family(s: AddressSet) -> str:
-    return "inet" if s.family == 4 else "inet6"
+    return IPSET[s.family]
 
 
 def members(s: AddressSet) -> frozenset[str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nodewall.backends.base import BackendError
+from nodewall.net.family import NFT_IP
 
 Variant = Literal["legacy", "nft"]
 FamilyNum = Literal[4, 6]
@@ -79,7 +80,7 @@ def drop_empty_table(variant: Variant, family: FamilyNum) -> None:
     apply, so that the kernel ends as it began); anything else is left alone."""
     if variant != "nft" or _has_rules(save(variant, family)):
         return
-    run(["nft", "delete", "table", "ip" if family == 4 else "ip6", "filter"])
+    run(["nft", "delete", "table", NFT_IP[family], "filter"])
 
 
 def save(variant: Variant, family: FamilyNum, table: str = "filter") -> str:

@@ -68,7 +68,8 @@ from nodewall.backends.conntrack import NO_CUT, cut_refused_flows, only_accepts_
 from nodewall.backends.nftables import dump as nftdump
 from nodewall.backends.nftables import nfnetlink as nl
 from nodewall.backends.nftables import wire as nftwire
-from nodewall.backends.nftables.render import CHAINS, VERSION_CHAIN, comment, render_text
+from nodewall.backends.nftables.render import CHAINS, VERSION_CHAIN, render_text
+from nodewall.backends.nftables.steps import comment
 from nodewall.backends.nftables.wire import Image, Plan
 from nodewall.backends.rejects import count_key
 from nodewall.gcpause import collector_paused

@@ -1,5 +1,6 @@
-"""Policy rules as nf_tables bytecode: the expressions `nft` emits for each rule line of
-`nodewall.backends.nftables.render`, in the layout the kernel dumps them back.
+"""Policy rules as nf_tables bytecode: the expressions `nft` emits for each rule line, in the
+layout the kernel dumps them back. The lines are those of `nodewall.backends.nftables.steps`
+(the one description of a rule), the same that `render.line_text` writes as text.
 
 A rule line becomes a list of parts: (expression name, expression attributes) pairs, or an
 `Anon` for an anonymous set it looks up (`tcp dport { 22, 80 }`), which the batch creates just
@@ -12,12 +13,30 @@ built here and the same rule dumped by the kernel compare as bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import assert_never
 
 from nodewall.backends.netlink import attr, string, u32
-from nodewall.backends.nftables.render import COMMENT_MAX, comment
-from nodewall.policy.model import ICMP_TYPES, Rule
+from nodewall.backends.nftables.steps import (
+    COMMENT_MAX,
+    ICMP_L4,
+    AddrInSet,
+    Counter,
+    CtStates,
+    Dport,
+    IcmpType,
+    Iface,
+    L4Proto,
+    Limit,
+    Line,
+    NfProto,
+    Reject,
+    SkUid,
+    Verdict,
+)
+from nodewall.net.family import BYTES, NFPROTO
+from nodewall.policy.model import ICMP_TYPES
 
-ADDR = {4: (7, 4), 6: (8, 16)}  # family -> (nft datatype ipv4_addr / ipv6_addr, key length)
+ADDR = {4: (7, BYTES[4]), 6: (8, BYTES[6])}  # family -> (nft datatype ipv4/6_addr, key length)
 
 # Anonymous sets, by what they hold: (nft datatype, key length, set userdata as nft writes it).
 ANON: dict[str, tuple[int, int, bytes]] = {
@@ -35,7 +54,11 @@ _NETWORK, _TRANSPORT = 1, 2
 _EQ, _NEQ = 0, 1
 VERDICTS = {"accept": 1, "drop": 0, "return": -5}
 _CT_BITS = {"invalid": 1, "established": 2, "related": 4, "new": 8}
-_L4 = {"tcp": 6, "udp": 17, "esp": 50, "icmp4": 1, "icmp6": 58}
+_L4 = {"tcp": 6, "udp": 17, "esp": 50, "icmp": 1, "ipv6-icmp": 58}  # by nft's names
+_ADDR_OFFSET = {(4, True): 12, (4, False): 16, (6, True): 8, (6, False): 24}  # (family, saddr)
+# reject type (NFT_REJECT_TCP_RST 1, NFT_REJECT_ICMPX_UNREACH 2) and ICMPx code
+_REJECT: dict[str, tuple[int, int | None]] = {
+    "tcp reset": (1, None), "icmpx port-unreachable": (2, 1), "icmpx admin-prohibited": (2, 3)}
 
 
 # ----------------------------------------------------------------------------- expressions
@@ -92,103 +115,77 @@ def _ifname(name: str) -> bytes:
     return name.encode().ljust(16, b"\0")
 
 
-def _addr_match(family: int, set_name: str, source: bool) -> list[Part]:
-    offset = {(4, True): 12, (4, False): 16, (6, True): 8, (6, False): 24}[(family, source)]
-    return [_meta(_META_NFPROTO), _cmp(bytes([2 if family == 4 else 10])),
-            _payload(_NETWORK, offset, ADDR[family][1]), lookup(set_name)]
+def _nfproto(family: int) -> list[Part]:
+    return [_meta(_META_NFPROTO), _cmp(bytes([NFPROTO[family]]))]
 
 
-def _protocol_parts(rule: Rule, have_nfproto: bool) -> list[Part]:
-    """The bytecode of `nftrender._protocol_match` (with the dependencies nft adds)."""
-    if rule.protocol in ("tcp", "udp"):
-        parts: list[Part] = [_meta(_META_L4PROTO), _cmp(bytes([_L4[rule.protocol]]))]
-        ports = sorted(set(rule.dports))
-        if len(ports) == 1:
-            parts += [_payload(_TRANSPORT, 2, 2), _cmp(ports[0].to_bytes(2, "big"))]
-        elif ports:
-            parts += [_payload(_TRANSPORT, 2, 2),
-                      Anon(rule.protocol, tuple(p.to_bytes(2, "big") for p in ports))]
-        return parts
-    if rule.protocol == "esp":
-        return [_meta(_META_L4PROTO), _cmp(bytes([_L4["esp"]]))]
-    if rule.protocol == "icmp":
-        if rule.family is None:
-            return [_meta(_META_L4PROTO), Anon("l4proto", (b"\x01", b"\x3a"))]
-        kind = f"icmp{rule.family}"
-        parts = [_meta(_META_L4PROTO), _cmp(bytes([_L4[kind]]))]
-        if not rule.icmp_types:
-            return parts
-        if not have_nfproto:
-            parts = [_meta(_META_NFPROTO), _cmp(bytes([2 if rule.family == 4 else 10])),
-                     *parts]
-        codes = sorted({ICMP_TYPES[rule.family][n] for n in rule.icmp_types})
-        parts.append(_payload(_TRANSPORT, 0, 1))
-        parts.append(_cmp(bytes(codes)) if len(codes) == 1
-                     else Anon(kind, tuple(bytes([c]) for c in codes)))
-        return parts
-    return []
+def _l4proto(protocol: str) -> list[Part]:
+    return [_meta(_META_L4PROTO), _cmp(bytes([_L4[protocol]]))]
 
 
-def _verdict_parts(action: str) -> list[Part]:
-    if action == "counter reject with tcp reset":
-        return [expr("counter", _u64(1, 0), _u64(2, 0)), expr("reject", u32(1, 1))]
-    if action.startswith("counter reject with icmpx "):
-        code = 1 if action.endswith("port-unreachable") else 3
-        return [expr("counter", _u64(1, 0), _u64(2, 0)),
-                expr("reject", u32(1, 2), attr(2, bytes([code])))]
-    return [verdict(VERDICTS[action])]
+def _one_or_anon(kind: str, keys: tuple[bytes, ...]) -> Part:
+    """A comparison with one value, or a lookup in an anonymous set of several."""
+    return _cmp(keys[0]) if len(keys) == 1 else Anon(kind, keys)
 
 
-def rule_parts(rule: Rule, protocol: str | None, action: str) -> list[Part]:
-    """One rule line of `nftrender.rule_lines` as expressions. `protocol` overrides the
-    rule's protocol match ("meta l4proto tcp" for the three lines of a protocol-less reject,
-    "" for none)."""
+def line_parts(line: Line) -> list[Part]:
+    """One rule line (see `nftsteps`) as expressions, with the dependencies nft adds: a family
+    check before an address (and before an ICMP type, unless the line has one already), the
+    protocol check before a port or an ICMP type."""
     parts: list[Part] = []
-    if rule.interface is not None:
-        key = _META_IIFNAME if rule.direction == "in" else _META_OIFNAME
-        parts += [_meta(key), _cmp(_ifname("lo"), _EQ if rule.interface == "loopback" else _NEQ)]
-    implied = rule.src_set or rule.dst_set or rule.protocol == "icmp"
     have_nfproto = False
-    if rule.family is not None and not implied:
-        parts += [_meta(_META_NFPROTO), _cmp(bytes([2 if rule.family == 4 else 10]))]
-        have_nfproto = True
-    for set_name, source in ((rule.src_set, True), (rule.dst_set, False)):
-        if set_name:
-            parts += _addr_match(rule.family or 4, set_name, source)
-            have_nfproto = True
-    if rule.ct_states:
-        mask = sum(_CT_BITS[s] for s in set(rule.ct_states))
-        parts += [expr("ct", u32(1, 1), u32(2, 0)),
-                  expr("bitwise", u32(1, 1), u32(2, 1), u32(3, 4), u32(6, 0),
-                        _data(4, mask.to_bytes(4, "little")), _data(5, bytes(4))),
-                  _cmp(bytes(4), _NEQ)]
-    if protocol is None:
-        parts += _protocol_parts(rule, have_nfproto)
-    elif protocol:
-        parts += [_meta(_META_L4PROTO), _cmp(bytes([_L4[protocol]]))]
-    if rule.uid is not None:
-        parts += [_meta(_META_SKUID), _cmp(int(rule.uid).to_bytes(4, "little"))]
-    if rule.limit_per_second is not None:
-        parts.append(expr("limit", _u64(1, int(rule.limit_per_second)), _u64(2, 1),
-                           u32(3, 5), u32(4, 0), u32(5, 0)))
-    return parts + _verdict_parts(action)
+    for step in line.steps:
+        match step:
+            case Iface(output, name, negate):
+                parts += [_meta(_META_OIFNAME if output else _META_IIFNAME),
+                          _cmp(_ifname(name), _NEQ if negate else _EQ)]
+            case NfProto(family):
+                parts += _nfproto(family)
+                have_nfproto = True
+            case AddrInSet(family, source, set_name):
+                offset = _ADDR_OFFSET[(family, source)]
+                parts += [*_nfproto(family), _payload(_NETWORK, offset, BYTES[family]),
+                          lookup(set_name)]
+                have_nfproto = True
+            case CtStates(states):
+                mask = sum(_CT_BITS[s] for s in states)
+                parts += [expr("ct", u32(1, 1), u32(2, 0)),
+                          expr("bitwise", u32(1, 1), u32(2, 1), u32(3, 4), u32(6, 0),
+                               _data(4, mask.to_bytes(4, "little")), _data(5, bytes(4))),
+                          _cmp(bytes(4), _NEQ)]
+            case L4Proto(protocols):
+                parts += [_meta(_META_L4PROTO), _one_or_anon(
+                    "l4proto", tuple(bytes([_L4[p]]) for p in protocols))]
+            case Dport(protocol, ports):
+                parts += [*_l4proto(protocol), _payload(_TRANSPORT, 2, 2), _one_or_anon(
+                    protocol, tuple(p.to_bytes(2, "big") for p in ports))]
+            case IcmpType(family, names):
+                if not have_nfproto:
+                    parts += _nfproto(family)
+                codes = ICMP_TYPES[family]
+                parts += [*_l4proto(ICMP_L4[family]), _payload(_TRANSPORT, 0, 1), _one_or_anon(
+                    f"icmp{family}", tuple(bytes([codes[n]]) for n in names))]
+            case SkUid(uid):
+                parts += [_meta(_META_SKUID), _cmp(uid.to_bytes(4, "little"))]
+            case Limit(per_second):
+                parts.append(expr("limit", _u64(1, per_second), _u64(2, 1), u32(3, 5),
+                                  u32(4, 0), u32(5, 0)))
+            case Counter():
+                parts.append(expr("counter", _u64(1, 0), _u64(2, 0)))
+            case Reject(with_):
+                kind, code = _REJECT[with_]
+                parts.append(expr("reject", u32(1, kind),
+                                  *(() if code is None else (attr(2, bytes([code])),))))
+            case Verdict(name):
+                parts.append(verdict(VERDICTS[name]))
+            case _:
+                assert_never(step)
+    return parts
 
 
-def policy_rule_parts(rule: Rule) -> list[list[Part]]:
-    """A policy rule as the expression lists of its nft rule lines (see `nftrender`)."""
-    if rule.action == "reject" and rule.protocol is None:
-        return [rule_parts(rule, "tcp", "counter reject with tcp reset"),
-                rule_parts(rule, "udp", "counter reject with icmpx port-unreachable"),
-                rule_parts(rule, "", "counter reject with icmpx admin-prohibited")]
-    if rule.action == "reject":
-        action = {"tcp": "counter reject with tcp reset",
-                  "udp": "counter reject with icmpx port-unreachable"}.get(
-            rule.protocol or "", "counter reject with icmpx admin-prohibited")
-    else:
-        action = rule.action
-    return [rule_parts(rule, None, action)]
-
-
-def rule_udata(text: str) -> bytes:
-    raw = comment(text).encode()[:COMMENT_MAX] + b"\0"
-    return bytes([0, len(raw)]) + raw if len(raw) > 1 else b""
+def line_udata(line: Line) -> bytes:
+    """A rule line's comment as the rule's userdata (what nft writes), b"" for none."""
+    if not line.comment:
+        return b""
+    raw = line.comment.encode()[:COMMENT_MAX] + b"\0"
+    return bytes([0, len(raw)]) + raw

@@ -5,10 +5,12 @@ One table `inet nodewall`, written exactly as `nft list table inet nodewall` pri
 hosts), then chains `input` and `output` (base chains at priority filter, policy accept, the
 policy's rules in order), then chain `version`, whose one rule's comment records the policy
 version and digests of the rest (see `nodewall.backends.nftables.wire`). Pure: policy in, text out.
-The backend applies the same table as netlink messages (`nftwire`), and a kernel test holds the
-kernel's listing of those messages to this text.
+A rule's lines are those of `nodewall.backends.nftables.steps`, which says what each line
+matches; this module only writes each step in nft's notation (`line_text`), as `expr` writes
+the same steps as bytecode. The backend applies the same table as netlink messages (`nftwire`),
+and a kernel test holds the kernel's listing of those messages to this text.
 
-Never: customer text (a policy holds none; reasons are sanitised by `comment` anyway).
+Never: customer text (a policy holds none; reasons are sanitised by `steps.comment` anyway).
 """
 
 from __future__ import annotations
@@ -20,25 +22,36 @@ import operator
 import socket
 import sys
 from collections.abc import Iterable, Sequence
+from typing import assert_never
 
-from nodewall.backends.comments import safe_comment
+from nodewall.backends.nftables.steps import (
+    AddrInSet,
+    Counter,
+    CtStates,
+    Dport,
+    IcmpType,
+    Iface,
+    L4Proto,
+    Limit,
+    Line,
+    NfProto,
+    Reject,
+    SkUid,
+    Step,
+    Verdict,
+    rule_steps,
+    version_line,
+)
 from nodewall.backends.rejects import kernel_rules
-from nodewall.policy.model import ICMP_TYPES, NodePolicy, Rule
+from nodewall.net.family import AF as _AF
+from nodewall.net.family import BITS as _BITS
+from nodewall.net.family import NFT_IP
+from nodewall.policy.model import NodePolicy
 
 FAMILY = "inet"
 TABLE = "nodewall"
 CHAINS = ("input", "output")
 VERSION_CHAIN = "version"
-COMMENT_MAX = 128
-_CT_ORDER = ("invalid", "established", "related", "new")  # nft prints the bitmask in bit order
-_IP = {4: "ip", 6: "ip6"}
-_BITS = {4: 32, 6: 128}
-_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
-
-
-def comment(text: str) -> str:
-    """A nodewall-made text as an nft comment: a safe character set only, at most 128 bytes."""
-    return safe_comment(text, COMMENT_MAX)
 
 
 def render_text(policy: NodePolicy, version_comment: str) -> str:
@@ -58,9 +71,10 @@ def render_text(policy: NodePolicy, version_comment: str) -> str:
         out.append(f"\tchain {chain} {{\n")
         out.append(f"\t\ttype filter hook {chain} priority filter; policy accept;\n")
         for rule in kernel_rules(policy, direction):  # type: ignore[arg-type]
-            out.extend(f"\t\t{line}\n" for line in rule_lines(rule))
+            out.extend(f"\t\t{line_text(line)}\n" for line in rule_steps(rule))
         out.append("\t}\n\n")
-    out.append(f'\tchain {VERSION_CHAIN} {{\n\t\treturn comment "{version_comment}"\n\t}}\n}}\n')
+    version = line_text(version_line(version_comment))
+    out.append(f"\tchain {VERSION_CHAIN} {{\n\t\t{version}\n\t}}\n}}\n")
     return "".join(out)
 
 
@@ -69,75 +83,46 @@ def _elements_text(tokens: list[str], indent: str) -> str:
     return f"{indent}elements = {{ " + f",\n{indent}\t     ".join(rows) + " }\n"
 
 
-def rule_lines(rule: Rule) -> list[str]:
-    """One policy rule as nft rule lines (a protocol-less reject needs three)."""
-    if rule.action == "reject" and rule.protocol is None:
-        return [
-            _rule_line(rule, "meta l4proto tcp", "counter reject with tcp reset"),
-            _rule_line(rule, "meta l4proto udp", "counter reject with icmpx port-unreachable"),
-            _rule_line(rule, None, "counter reject with icmpx admin-prohibited"),
-        ]
-    if rule.action == "reject":
-        verdict = {
-            "tcp": "counter reject with tcp reset",
-            "udp": "counter reject with icmpx port-unreachable",
-        }.get(rule.protocol or "", "counter reject with icmpx admin-prohibited")
-    else:
-        verdict = rule.action
-    return [_rule_line(rule, _protocol_match(rule), verdict)]
-
-
-def _protocol_match(rule: Rule) -> str | None:
-    if rule.protocol in ("tcp", "udp"):
-        ports = sorted(set(rule.dports))
-        if not ports:
-            return f"meta l4proto {rule.protocol}"
-        if len(ports) == 1:
-            return f"{rule.protocol} dport {ports[0]}"
-        return f"{rule.protocol} dport {{ {', '.join(map(str, ports))} }}"
-    if rule.protocol == "esp":
-        return "meta l4proto esp"
-    if rule.protocol == "icmp":
-        if rule.family is None:
-            return "meta l4proto { icmp, ipv6-icmp }"
-        keyword = "icmp" if rule.family == 4 else "icmpv6"
-        if not rule.icmp_types:
-            return "meta l4proto " + ("icmp" if rule.family == 4 else "ipv6-icmp")
-        codes = ICMP_TYPES[rule.family]
-        names = sorted(set(rule.icmp_types), key=lambda n: codes[n])
-        if len(names) == 1:
-            return f"{keyword} type {names[0]}"
-        return f"{keyword} type {{ {', '.join(names)} }}"
-    return None
-
-
-def _rule_line(rule: Rule, protocol_match: str | None, verdict: str) -> str:
-    parts: list[str] = []
-    iface = "iifname" if rule.direction == "in" else "oifname"
-    if rule.interface == "loopback":
-        parts.append(f'{iface} "lo"')
-    elif rule.interface == "not-loopback":
-        parts.append(f'{iface} != "lo"')
-    implied = rule.src_set or rule.dst_set or rule.protocol == "icmp"
-    if rule.family is not None and not implied:
-        parts.append(f"meta nfproto ipv{rule.family}")
-    if rule.src_set:
-        parts.append(f"{_IP[rule.family or 4]} saddr @{rule.src_set}")
-    if rule.dst_set:
-        parts.append(f"{_IP[rule.family or 4]} daddr @{rule.dst_set}")
-    if rule.ct_states:
-        parts.append("ct state " + ",".join(s for s in _CT_ORDER if s in rule.ct_states))
-    if protocol_match:
-        parts.append(protocol_match)
-    if rule.uid is not None:
-        parts.append(f"meta skuid {int(rule.uid)}")
-    if rule.limit_per_second is not None:
-        parts.append(f"limit rate {int(rule.limit_per_second)}/second")
-    parts.append(verdict)
-    reason = comment(rule.reason)
-    if reason:
-        parts.append(f'comment "{reason}"')
+def line_text(line: Line) -> str:
+    """One rule line (see `nftsteps`) as nft prints it."""
+    parts = [_step_text(step) for step in line.steps]
+    if line.comment:
+        parts.append(f'comment "{line.comment}"')
     return " ".join(parts)
+
+
+def _braced(items: Sequence[object]) -> str:
+    """One value as it is, several as an anonymous set: `22` or `{ 22, 80 }`."""
+    return str(items[0]) if len(items) == 1 else f"{{ {', '.join(map(str, items))} }}"
+
+
+def _step_text(step: Step) -> str:
+    match step:
+        case Iface(output, name, negate):
+            return f'{"oifname" if output else "iifname"} {"!= " if negate else ""}"{name}"'
+        case NfProto(family):
+            return f"meta nfproto ipv{family}"
+        case AddrInSet(family, source, set_name):
+            return f"{NFT_IP[family]} {'saddr' if source else 'daddr'} @{set_name}"
+        case CtStates(states):
+            return "ct state " + ",".join(states)
+        case L4Proto(protocols):
+            return f"meta l4proto {_braced(protocols)}"
+        case Dport(protocol, ports):
+            return f"{protocol} dport {_braced(ports)}"
+        case IcmpType(family, names):
+            return f"{'icmp' if family == 4 else 'icmpv6'} type {_braced(names)}"
+        case SkUid(uid):
+            return f"meta skuid {uid}"
+        case Limit(per_second):
+            return f"limit rate {per_second}/second"
+        case Counter():
+            return "counter"
+        case Reject(with_):
+            return f"reject with {with_}"
+        case Verdict(verdict):
+            return verdict
+    assert_never(step)
 
 
 def set_prefixes(family: int, hosts_only: bool, networks: Iterable[str]

@@ -26,8 +26,9 @@ from operator import ne
 
 from nodewall.backends.netlink import attr, split_attrs, u32
 from nodewall.backends.nftables.render import merge_spans, parse_spans
+from nodewall.net.family import BYTES
 
-KEY_SIZE = {4: 4, 6: 16}
+KEY_SIZE = BYTES  # family -> key bytes
 _ELEM_END = u32(3, 1)  # NFT_SET_ELEM_INTERVAL_END
 # An element is kept whole, as the list item the kernel dumps: NFTA_LIST_ELEM { NFTA_SET_ELEM_KEY
 # { NFTA_DATA_VALUE key } [, NFTA_SET_ELEM_FLAGS interval-end] }; here the bytes before the key.

@@ -1,7 +1,9 @@
 """A `NodePolicy` as nf_tables netlink messages, and the kernel's table as a comparable image.
 
 What `nodewall.backends.nftables.render` writes as text, this module writes as the messages `nft -f`
-would send for that text (the same table, sets, elements, chains, rule bytecode and comments),
+would send for that text (the same table, sets, elements, chains, rule bytecode and comments;
+each rule line made once, by `nftsteps`, and written both ways: `render.line_text`,
+`expr.line_parts`),
 so that `nft list table inet nodewall` prints the rendered text back; a kernel test holds the
 two to that. The nftables backend sends these messages with `nodewall.backends.nftables.nfnetlink`,
 skipping libnftables' parser and set cache (docs/benchmarks.md).
@@ -29,21 +31,18 @@ from nodewall.backends import netlink
 from nodewall.backends.netlink import attr, string, u32
 from nodewall.backends.nftables import dump as nftdump
 from nodewall.backends.nftables import nfnetlink as nl
-from nodewall.backends.nftables import render as nftrender
 from nodewall.backends.nftables.expr import (
     ADDR,
     ANON,
     ANON_BY_TYPE,
-    VERDICTS,
     Anon,
     Part,
     expr,
-    policy_rule_parts,
-    rule_udata,
-    verdict,
+    line_parts,
+    line_udata,
 )
 from nodewall.backends.nftables.nfnetlink import Message
-from nodewall.backends.nftables.render import CHAINS, COMMENT_MAX, TABLE, VERSION_CHAIN
+from nodewall.backends.nftables.render import CHAINS, TABLE, VERSION_CHAIN, line_text
 from nodewall.backends.nftables.sets import (
     KEY_SIZE,
     Change,
@@ -53,6 +52,7 @@ from nodewall.backends.nftables.sets import (
     element_sizes,
     unit_delta,
 )
+from nodewall.backends.nftables.steps import Line, rule_steps, version_line
 from nodewall.backends.rejects import kernel_rules
 from nodewall.policy.model import NodePolicy, Rule
 
@@ -167,9 +167,7 @@ def build(policy: NodePolicy, last: Image | None = None) -> Plan:
             lines: list[RuleLine] = []
             direction = "in" if chain == "input" else "out"
             for rule in kernel_rules(policy, direction):  # type: ignore[arg-type]
-                udata = rule_udata(rule.reason)
-                lines += [RuleLine(parts, udata, text) for parts, text in
-                          zip(policy_rule_parts(rule), nftrender.rule_lines(rule), strict=True)]
+                lines += map(rule_line, rule_steps(rule))
             image.lines[chain] = lines
             image.rules[chain] = [_rule_image(line.parts, line.udata) for line in lines]
         image.chain_digests = Image(chains=image.chains, rules=image.rules).digests().split()[:2]
@@ -177,8 +175,7 @@ def build(policy: NodePolicy, last: Image | None = None) -> Plan:
     plan_rules = dict(image.lines)
     image.chains[VERSION_CHAIN] = ()
     marker = version_text(policy.version, image)
-    version_rule = RuleLine([verdict(VERDICTS["return"])], _rule_udata_raw(marker),
-                            f'return comment "{marker}"')
+    version_rule = rule_line(version_line(marker))
     plan_rules[VERSION_CHAIN] = [version_rule]
     image.rules[VERSION_CHAIN] = [_rule_image(version_rule.parts, version_rule.udata)]
     return Plan(image, plan_rules, deltas)
@@ -188,9 +185,9 @@ def version_text(version: str, image: Image) -> str:
     return f"nodewall v={version} {image.digests()}"
 
 
-def _rule_udata_raw(text: str) -> bytes:
-    raw = text.encode()[:COMMENT_MAX] + b"\0"
-    return bytes([0, len(raw)]) + raw
+def rule_line(line: Line) -> RuleLine:
+    """A rule line of `nftsteps` in both its forms: bytecode and comment, and text."""
+    return RuleLine(line_parts(line), line_udata(line), line_text(line))
 
 
 def _rule_image(parts: Sequence[Part], udata: bytes) -> RuleImage:
