@@ -129,7 +129,8 @@ class ControlServer:
 
     def start(self) -> None:
         cmd = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "nodewall", "server",
-               "--database", self.database, "--listen", f"{self.address}:{SERVER_PORT}"]
+               "--database", self.database, "--listen", f"{self.address}:{SERVER_PORT}",
+               "--insecure-http"]
         if self.tls:
             cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         with self.log.open("ab") as out:

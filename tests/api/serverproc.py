@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerProc:
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, args: tuple[str, ...] = ()) -> None:
         self.database = database
+        self.args = args  # more `nodewall server` options
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"nodewall-server-{self.port}.log"
@@ -42,7 +43,7 @@ class ServerProc:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "nodewall", "server", "--database", self.database,
-                 "--listen", f"127.0.0.1:{self.port}"],
+                 "--listen", f"127.0.0.1:{self.port}", *self.args],
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from nodewall.cli import agent, events, inventory, kernel, lab, platform, spec
+from nodewall.cli import agent, events, inventory, kernel, lab, platform, spec, tokens
 
 app = typer.Typer(
     name="nodewall",
@@ -24,5 +24,6 @@ kernel.register(app)
 platform.register(app)
 inventory.register()
 events.register(app)
+tokens.register(app)
 agent.register(app)
 lab.register(app)

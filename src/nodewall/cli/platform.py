@@ -1,6 +1,6 @@
-"""The platform commands of `nodewall`: `server` and `token` (local, on the store) and the API
-client commands `platform`, `project`, `vpc`, `service`, `node`, `integration`, in the habits
-of the platform's own CLI (`-c key=value` user_config edits, `--project`, `--json`).
+"""The platform commands of `nodewall`: `server` and the API client commands `platform`,
+`project`, `vpc`, `service`, `node`, `integration` (`token` is `nodewall.cli.tokens`), in the
+habits of the platform's own CLI (`-c key=value` user_config edits, `--project`, `--json`).
 
 Heavy modules (httpx, the server, SQLAlchemy) are imported inside the commands so that
 `nodewall validate` stays fast. Invalid input exits 2 with every error on its own line; an API
@@ -149,9 +149,9 @@ def _confirm_ip_filter(user_config: dict[str, Any], yes: bool) -> None:
 # --- commands ------------------------------------------------------------------------------
 
 def register(app: typer.Typer) -> None:
-    """Add server, token, platform, project, vpc, service, node and integration commands."""
+    """Add server, platform, project, vpc, service, node and integration commands."""
     app.command("server")(server_command)
-    for name, group in (("token", token_app), ("platform", platform_app),
+    for name, group in (("platform", platform_app),
                         ("project", project_app), ("vpc", vpc_app),
                         ("service", service_app), ("node", node_app),
                         ("integration", integration_app)):
@@ -168,9 +168,11 @@ def server_command(
         "--tls-cert", help="PEM certificate (chain): serve HTTPS (with --tls-key).")] = None,
     tls_key: Annotated[Path | None, typer.Option(
         "--tls-key", help="PEM private key of --tls-cert.")] = None,
+    insecure_http: Annotated[bool, typer.Option(
+        "--insecure-http", help="Allow plain HTTP on a non-loopback address.")] = False,
 ) -> None:
     """Run the control plane (SQLite file by default; PostgreSQL by URL for a fleet)."""
-    from nodewall.server.run import parse_listen, run
+    from nodewall.server.run import check_listen, parse_listen, run
 
     try:
         host, port = parse_listen(listen)
@@ -181,6 +183,9 @@ def server_command(
     for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
         if path is not None and not path.is_file():
             fail(2, f"{flag}: {path} is not a readable file")
+    refused = check_listen(host, tls=tls_cert is not None, insecure_http=insecure_http)
+    if refused:
+        fail(2, f"--listen: {refused}")
     run(database, host, port, access_log=access_log,
         tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None)
 
@@ -189,34 +194,12 @@ def _group(help_text: str) -> typer.Typer:
     return typer.Typer(help=help_text, no_args_is_help=True, add_completion=False)
 
 
-token_app = _group("Access tokens of the control plane.")
 platform_app = _group("Platform settings every node's policy uses.")
 project_app = _group("Projects.")
 vpc_app = _group("Project VPCs.")
 service_app = _group("Services.")
 node_app = _group("Nodes of a service.")
 integration_app = _group("Service integrations.")
-
-
-@token_app.command("create")
-def token_create(
-    admin: Annotated[bool, typer.Option("--admin", help="A token that may change state.")] =
-    False,
-    node: Annotated[str | None, typer.Option("--node", help="A token for one node's agent.")] =
-    None,
-    database: DatabaseOpt = None,
-) -> None:
-    """Create a token, store its hash, print it (the only time it is shown)."""
-    if admin == (node is not None):
-        fail(2, "give exactly one of --admin or --node N")
-    from nodewall.server.auth import create_token
-    from nodewall.store import open_store
-
-    store = open_store(database)
-    try:
-        typer.echo(create_token(store, node=node))
-    finally:
-        store.dispose()
 
 
 @platform_app.command("set")

@@ -3,7 +3,9 @@
 `create_app` puts the shared objects in `app.state` (`nodewall.server.deps`), mounts the
 routers of `nodewall.server.routes` and the error handlers. Routes are thin: authenticate, hand
 the change to `ops` through `Control`, answer. Errors always come back as
-`{"errors": [...], "message": ...}`. Request bodies and customer text are never logged.
+`{"errors": [...], "message": ...}`. Every request body passes `guard.BodyGuard` first (token
+checked before it is read, size and time bounded, JSON read strictly). Request bodies, tokens and
+customer text are never logged.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from nodewall.server import metrics
 from nodewall.server.auth import TokenVerifier
 from nodewall.server.control import Control
 from nodewall.server.errors import ApiError, error_body, field_message
+from nodewall.server.guard import BodyGuard
 from nodewall.server.hub import PolicyHub
 from nodewall.server.middleware import MetricsMiddleware
-from nodewall.server.routes import agents, events, health, platform
+from nodewall.server.routes import agents, events, health, platform, tokens
 from nodewall.store import Store
 
 log = logging.getLogger("nodewall.server")
@@ -45,10 +48,14 @@ def create_app(store: Store) -> FastAPI:
 
     app = FastAPI(title="nodewall control plane", version=__version__, lifespan=lifespan)
     app.state.store, app.state.hub = store, hub
-    app.state.control, app.state.verifier = Control(store, hub), TokenVerifier(store)
+    verifier = TokenVerifier(store)
+    app.state.control, app.state.verifier = Control(store, hub), verifier
+    # Inside the metrics, so that refusals count. After large bodies the store's idle
+    # connections go: libpq and SQLite keep buffers as large as the largest statement sent.
+    app.add_middleware(BodyGuard, verifier=verifier, after_large=store.release_idle)
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
-    for module in (platform, events, agents, health):
+    for module in (platform, events, agents, tokens, health):
         app.include_router(module.router)
     _drop_422(app)
     return app

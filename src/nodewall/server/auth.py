@@ -1,6 +1,10 @@
-"""Bearer tokens: creating them (stored as SHA-256 hashes, the text shown once) and deciding
-who a request is. An admin token may change state and read every policy; a node token reads only
-its own node's policy and reports only its own status.
+"""Bearer tokens: creating them (stored as SHA-256 hashes, the text shown once), revoking them,
+and deciding who a request is. An admin token may change state and read every policy; a node
+token reads only its own node's policy and reports only its own status.
+
+A verified token is trusted for at most `CACHE_SECONDS` without asking the database again, so
+a token revoked through any server process (or `nodewall token revoke` on the store) is refused
+by every process within that time; the process that revokes forgets it at once.
 
 Never log or store a token's text; only its hash reaches the database.
 """
@@ -13,14 +17,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from nodewall.store import Store
-from nodewall.store.models import TokenRow
+from nodewall.store.tokens import TokenInfo, add_token, find_active, revoke_token
 
 TOKEN_PREFIX = "nw_"
-#: How long a verified token is trusted without asking the database again.
-CACHE_SECONDS = 10.0
+#: How long a verified token is trusted without asking the database again: under the one
+#: second within which a revocation must reach every server process, query time included.
+CACHE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,7 @@ def hash_token(token: str) -> str:
 def create_token(store: Store, *, node: str | None) -> str:
     """A new token (admin when `node` is None), stored hashed; returns its text."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with store.write_session() as session:
-        session.add(TokenRow(token_hash=hash_token(token), kind="node" if node else "admin",
-                             node_name=node))
+    add_token(store, hash_token(token), node=node)
     return token
 
 
@@ -67,15 +68,21 @@ class TokenVerifier:
         """Ask the database (blocking) and remember a positive answer for CACHE_SECONDS."""
         digest = hash_token(token)
         now = time.monotonic()
-        with self._store.read_session() as session:
-            row = session.execute(
-                select(TokenRow.kind, TokenRow.node_name).where(TokenRow.token_hash == digest)
-            ).first()
-        if row is None:
+        found = find_active(self._store, digest)
+        if found is None:
+            with self._lock:
+                self._cache.pop(digest, None)
             return None
-        principal = Principal(row.kind, row.node_name)
+        principal = Principal(*found)
         with self._lock:
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[digest] = (now + CACHE_SECONDS, principal)
         return principal
+
+    def revoke(self, token_id: int) -> TokenInfo:
+        """Revoke a token in the store and forget it here at once (blocking)."""
+        info, digest = revoke_token(self._store, token_id)
+        with self._lock:
+            self._cache.pop(digest, None)
+        return info

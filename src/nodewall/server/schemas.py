@@ -164,9 +164,21 @@ class PolicyOut(BaseModel):
     changed_at: float  # unix time of the accepted change that produced this version
 
 
+#: The backends an agent may report (`nodewall.backends.registry.BACKENDS`; "auto" before it
+#: has chosen). The server may not import the backends; tests/unit keep the two lists equal.
+KNOWN_BACKENDS = ("auto", "iptables", "nftables")
+
+
+def _known_backend(value: str) -> str:
+    if value not in KNOWN_BACKENDS:
+        raise ValueError(f"unknown backend; expected one of {', '.join(KNOWN_BACKENDS)}")
+    return value
+
+
 class StatusIn(_In):
     applied_version: Annotated[str, Field(max_length=64), AfterValidator(_no_nul)] | None = None
-    backend: Annotated[str, Field(max_length=32), AfterValidator(_no_nul)]
+    backend: Annotated[str, Field(max_length=32, json_schema_extra={"enum": list(KNOWN_BACKENDS)}),
+                       AfterValidator(_known_backend)]
     error: LongText | None = None
 
 
@@ -255,3 +267,17 @@ class EventOut(BaseModel):
 class EventList(BaseModel):
     events: list[EventOut]
     next_cursor: str | None = None
+
+
+class TokenOut(BaseModel):
+    """A token as listed: never its text or its hash."""
+
+    id: int
+    kind: Literal["admin", "node"]
+    node: str | None
+    created_at: float  # unix time
+    revoked_at: float | None
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]

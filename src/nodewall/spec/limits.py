@@ -32,6 +32,10 @@ MAX_BODY_BYTES = -(-(MAX_IP_FILTER * ENTRY_BYTES + _MIB) // _MIB) * _MIB
 #: A request body above this size waits for one of few slots before it is read (see
 #: `nodewall.server.guard`), so that concurrent large writes cannot pile up in memory.
 LARGE_BODY_BYTES = _MIB
+#: The largest body a node token may send: its status report is at most a 64-character
+#: version, a 32-character backend name and a 4096-character error, even written with
+#: `\\uXXXX` escapes of surrogate pairs (12 bytes a character) under 50 KB; 64 KiB.
+NODE_BODY_BYTES = 64 * 1024
 
 #: A spec file holds a whole project: room for two services at the largest body each, or
 #: hundreds of services with ordinary allow-lists. Read as at most this many bytes plus one.

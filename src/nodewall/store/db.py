@@ -1,5 +1,6 @@
 """Opening the store: engine from a URL (SQLite file by default, PostgreSQL for a fleet),
-schema migration to the newest revision, and write transactions that never interleave.
+schema migration to the newest revision, and write transactions that never interleave. A
+SQLite file (and its -wal and -shm files) is readable by its owner only.
 
 Every write goes through `write_session`, which serialises writers: a process-wide lock (SQLite
 has one writer anyway) and, on PostgreSQL, a row lock on the platform row taken first, so
@@ -82,6 +83,13 @@ class Store:
             session.execute(stmt)
             yield session
 
+    def release_idle(self) -> None:
+        """Close the pooled connections nobody is using (new ones open when needed): a
+        connection keeps buffers as large as the largest statement it ever sent. Not for an
+        in-memory SQLite database, which lives only as long as its connection."""
+        if self.engine.url.database not in (None, "", ":memory:"):
+            self.engine.dispose(close=True)
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -95,6 +103,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file 0600 (in a 0700 directory when that is new) before SQLite opens
+    it, and take group and other access off an existing one and its -wal and -shm files:
+    the store holds customers' allow-lists and token hashes. SQLite gives the -wal and -shm
+    files it creates the main file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o600))
+    for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = part.stat().st_mode & 0o777
+            if mode & 0o077:
+                part.chmod(mode & 0o700)
+        except FileNotFoundError:
+            pass
+
+
 def open_store(url: str | None = None, *, migrate_schema: bool = True,
                pool_size: int = 10) -> Store:
     """Open (and by default migrate) the store at `url` (default: `default_url()`)."""
@@ -102,8 +127,11 @@ def open_store(url: str | None = None, *, migrate_schema: bool = True,
     if full.startswith("sqlite"):
         db_path = full.split(":///", 1)[1] if ":///" in full else ""
         if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(full, connect_args={"check_same_thread": False, "timeout": 10})
+            _private_sqlite_file(Path(db_path.split("?", 1)[0]))
+        # No statement cache: a cached SQLite statement keeps a copy of its last bound values
+        # (a 33 MB user_config) per pooled connection for as long as the process lives.
+        engine = create_engine(full, connect_args={"check_same_thread": False, "timeout": 10,
+                                                 "cached_statements": 0})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(full, pool_size=pool_size, max_overflow=pool_size,

@@ -125,7 +125,9 @@ class NodeStatusRow(Base):
 
 class TokenRow(Base):
     """An access token, stored as the SHA-256 of its text (tokens are 256 random bits, so a
-    fast hash is enough); `node_name` is set for node tokens, None for admin ones."""
+    fast hash is enough); `node_name` is set for node tokens, None for admin ones. A revoked
+    token keeps its row (its id stays taken, so an id in a log names one token for ever) with
+    `revoked_at` set."""
 
     __tablename__ = "token"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -133,6 +135,7 @@ class TokenRow(Base):
     kind: Mapped[str] = mapped_column(String(8))  # "admin" | "node"
     node_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class EventRow(Base):

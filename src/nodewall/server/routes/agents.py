@@ -15,12 +15,13 @@ from fastapi.responses import Response
 from nodewall.server import ops, schemas
 from nodewall.server.deps import ERRORS, READ_ERRORS, Anyone, Change, ControlDep, HubDep, Name
 from nodewall.server.errors import ApiError
+from nodewall.server.guard import StrictJsonRoute
 from nodewall.server.hub import Answer, PolicyHub
 
 #: The longest a long-poll is held, in seconds.
 MAX_WAIT = 300
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 
 @router.get("/v1/node/{node}/policy", response_model=schemas.PolicyOut,

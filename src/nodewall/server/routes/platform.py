@@ -13,13 +13,14 @@ from sqlalchemy import select
 
 from nodewall.server import fleet, ops, paging, removals, schemas
 from nodewall.server.deps import ERRORS, READ_ERRORS, Admin, Change, ControlDep, Name, StoreDep
+from nodewall.server.guard import StrictJsonRoute
 from nodewall.server.paging import Cursor, Limit
 from nodewall.server.state import get_project, get_service
 from nodewall.server.views import integration_views, service_view, vpc_view
 from nodewall.spec.model import NAME_PATTERN
 from nodewall.store.models import IntegrationRow, ProjectRow, ServiceRow, VpcRow
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 Removed = schemas.Message | schemas.Preview
 IntegrationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
