@@ -3,8 +3,10 @@
 `verdicts` opens listeners on the node's management, pg and pgbouncer ports and tries a
 handful of TCP connections from the client namespace's source addresses (allowed client,
 refused client, cluster peer, management host; IPv4 and IPv6), each classified `open`,
-`reset` (connection refused: a TCP reset), `unreachable` (an ICMP error) or `timeout`
-(dropped). The same probes on two rulesets giving the same outcomes is what makes their
+`reset` (a TCP reset came back), `unreachable` (an ICMP error came back) or `timeout`
+(dropped). What came back is read from a packet socket in the client namespace, since a
+TCP connect fails with "connection refused" for a reset and for ICMP port-unreachable
+alike. The same probes on two rulesets giving the same outcomes is what makes their
 timings comparable. `connect_latency` is the median TCP handshake time from the allowed
 client, whose network is the ip_filter's last entry.
 
@@ -116,11 +118,51 @@ def attempt(client_ns: str, source: str, port: int, timeout: float = 1.0) -> str
         s.close()
 
 
+def answers(capture: socket.socket) -> set[str]:
+    """What arrived on the capture socket since it was last drained: `reset`, `unreachable`."""
+    seen: set[str] = set()
+    while True:
+        try:
+            frame, address = capture.recvfrom(65535)
+        except BlockingIOError:
+            return seen
+        if address[2] == socket.PACKET_OUTGOING or len(frame) < 14:
+            continue
+        ethertype = int.from_bytes(frame[12:14], "big")
+        if ethertype == 0x0800 and len(frame) >= 34:
+            header = 14 + (frame[14] & 0x0F) * 4
+            proto, icmp_error = frame[23], 3
+        elif ethertype == 0x86DD and len(frame) >= 54:
+            header, proto, icmp_error = 54, frame[20], 1
+        else:
+            continue
+        if proto == 6 and len(frame) > header + 13 and frame[header + 13] & 0x04:
+            seen.add("reset")
+        elif proto in (1, 58) and len(frame) > header and frame[header] == icmp_error:
+            seen.add("unreachable")
+
+
 def verdicts(node_ns: str, client_ns: str, facts: NodeFacts) -> dict[str, str]:
     """Outcome of every probe against whatever ruleset the node namespace holds now."""
     checks = probes(facts)
-    with listening(node_ns, sorted({p.port for p in checks})):
-        return {p.label: attempt(client_ns, p.source, p.port) for p in checks}
+    with entered(client_ns):
+        capture = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    capture.setblocking(False)
+    out: dict[str, str] = {}
+    try:
+        with listening(node_ns, sorted({p.port for p in checks})):
+            for p in checks:
+                answers(capture)
+                outcome = attempt(client_ns, p.source, p.port)
+                if outcome != "open":
+                    time.sleep(0.01)
+                    seen = answers(capture)
+                    outcome = ("unreachable" if "unreachable" in seen else
+                               "reset" if "reset" in seen else outcome)
+                out[p.label] = outcome
+    finally:
+        capture.close()
+    return out
 
 
 def differences(expected: dict[str, str], found: dict[str, str]) -> list[str]:

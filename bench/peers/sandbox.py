@@ -4,8 +4,8 @@ over the directories a tool keeps under /etc, timed scripts with a cut-off, Debi
 - `Pair`: a node namespace and a client namespace (prefix `nwpr` + random hex) joined by a veth
   pair, IPv4 and IPv6 addresses on both; deleted on exit, even after a failure.
 - `run_script`: a shell script run as `unshare -m` (private mounts, the binds given) then
-  `ip netns exec NODE sh SCRIPT`; wall time and the peak RSS of the process tree (wait4's
-  rusage: the largest resident set of the script and every process it waited for); stopped
+  `ip netns exec NODE sh SCRIPT`, under GNU time; wall time and the peak RSS of the process
+  tree (the largest resident set of the script and every process it waited for); stopped
   with its whole process group at the cut-off.
 - `HostFiles`: a digest of the host's files under the tools' directories, to show afterwards
   that no run changed them.
@@ -175,7 +175,11 @@ def run_script(script: str, ns: str, work: Path, cutoff: float,
     mounts = [f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)}"
               for dst, src in (binds or {}).items()]
     inner = " && ".join([*mounts, f"exec ip netns exec {shlex.quote(ns)} sh {path}"])
-    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", inner]
+    rss = work / f"{name}.rss"
+    # GNU time reports the peak RSS of what it started: a process forked from this interpreter
+    # would count the interpreter's pages, which it shares until its exec
+    argv = ["/usr/bin/time", "-f", "%M", "-o", str(rss), "unshare", "-m", "--propagation",
+            "private", "sh", "-c", inner]
     err = work / f"{name}.err"
     with open(err, "wb") as errfile:
         start = time.perf_counter()
@@ -192,7 +196,7 @@ def run_script(script: str, ns: str, work: Path, cutoff: float,
         timer = threading.Timer(cutoff, stop)
         timer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            _, status, _ = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
         seconds = time.perf_counter() - start
@@ -203,7 +207,9 @@ def run_script(script: str, ns: str, work: Path, cutoff: float,
     rc = proc.returncode
     if not stopped.is_set() and rc != 0:
         raise RuntimeError(f"{name} in {ns} failed ({rc}): {text.strip()[-2000:]}")
-    return Run(None if stopped.is_set() else seconds, usage.ru_maxrss, cutoff, rc, text)
+    peak = rss.read_text().split() if rss.exists() else []
+    return Run(None if stopped.is_set() else seconds, int(peak[-1]) if peak else 0, cutoff, rc,
+               text)
 
 
 def vm_hwm_kb(pid: int) -> int:

@@ -67,7 +67,9 @@ def zone(facts: NodeFacts) -> str:
 
 def ipset(kind: str, family: str, entries: tuple[str, ...]) -> str:
     option = '  <option name="family" value="inet6"/>\n' if family == "inet6" else ""
-    body = "".join(f"  <entry>{e}</entry>\n" for e in entries)
+    host = "/128" if family == "inet6" else "/32"
+    body = "".join(f"  <entry>{e.removesuffix(host) if kind == 'hash:ip' else e}</entry>\n"
+                   for e in entries)
     return f'<?xml version="1.0" encoding="utf-8"?>\n<ipset type="{kind}">\n{option}{body}</ipset>\n'
 
 

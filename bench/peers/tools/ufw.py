@@ -1,8 +1,9 @@
 """ufw (Debian's `ufw`), rule by rule as its manual and configuration tools drive it: `ufw
 default reject incoming`, one `ufw allow from X to any port P proto tcp` per management
-network, per peer (and its IPsec) and per ip_filter entry while ufw is disabled, then `ufw
---force enable`. The change is `ufw delete allow ...` of the replaced entry and `ufw allow
-...` of the new one on the enabled firewall.
+network, per peer (and its IPsec) and per ip_filter entry while ufw is disabled, a last `ufw
+reject proto tcp` (ufw's default policy answers TCP with ICMP port-unreachable, not a reset),
+then `ufw --force enable`. The change is `ufw delete allow ...` of the replaced entry and `ufw
+prepend allow ...` of the new one (ahead of the reject) on the enabled firewall.
 
 ufw keeps its state in /etc/ufw, /etc/default/ufw and /lib/ufw: each run has private copies
 of the host's, bind-mounted over them in the run's own mount namespace, so the host's files
@@ -36,6 +37,8 @@ def commands(facts: NodeFacts) -> list[str]:
         out.append(f"allow from {peer} to any port 500,4500 proto udp")
         out.append(f"allow from {peer} proto esp")
     out += [f"allow {_client(facts, net)}" for net in facts.clients_v4]
+    # ufw's default policy refuses TCP with ICMP port-unreachable; a reject rule sends resets
+    out.append("reject proto tcp from any to any")
     return out
 
 
@@ -64,5 +67,5 @@ class Ufw(Tool):
         removed, added = changed_entry(case.facts, case.facts_changed)
         lines = ["set -e"]
         lines += [f"ufw delete allow {_client(case.facts, n)} > /dev/null" for n in removed]
-        lines += [f"ufw allow {_client(case.facts, n)} > /dev/null" for n in added]
+        lines += [f"ufw prepend allow {_client(case.facts, n)} > /dev/null" for n in added]
         return Script("\n".join(lines) + "\n", binds=self._private(work))
