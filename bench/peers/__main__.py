@@ -13,9 +13,9 @@ if __package__ in (None, ""):  # run as `python bench/peers`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = "peers"
 
-from peers.runner import Settings, run  # noqa: E402
-from peers.table import markdown  # noqa: E402
-from peers.tools import all_tools  # noqa: E402
+from peers.runner import Settings, run
+from peers.table import markdown
+from peers.tools import all_tools
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -142,7 +142,8 @@ def answers(capture: socket.socket) -> set[str]:
             seen.add("unreachable")
 
 
-def verdicts(node_ns: str, client_ns: str, facts: NodeFacts) -> dict[str, str]:
+def verdicts(node_ns: str, client_ns: str, facts: NodeFacts, timeout: float = 1.0
+             ) -> dict[str, str]:
     """Outcome of every probe against whatever ruleset the node namespace holds now."""
     checks = probes(facts)
     with entered(client_ns):
@@ -153,7 +154,7 @@ def verdicts(node_ns: str, client_ns: str, facts: NodeFacts) -> dict[str, str]:
         with listening(node_ns, sorted({p.port for p in checks})):
             for p in checks:
                 answers(capture)
-                outcome = attempt(client_ns, p.source, p.port)
+                outcome = attempt(client_ns, p.source, p.port, timeout)
                 if outcome != "open":
                     time.sleep(0.01)
                     seen = answers(capture)

@@ -27,6 +27,7 @@ from .sandbox import HostFiles, Run, ensure_installed, new_prefix, pair, root_ru
 from .tools import all_tools
 from .tools.base import Case, Tool
 from .tools.nodewall_cli import NODEWALL
+from .tools.nodewall_resident import NodewallResident
 
 REFERENCE = "nodewall-nftables"
 FLOORS = ("nft-floor", "iptables-floor")
@@ -67,14 +68,20 @@ def make_case(tmp: Path, entries: int, peers: int) -> Case:
                 render("nftables"), render("iptables"))
 
 
+def execute(tool: Tool, case: Case, work: Path, ns: str, cutoff: float, step: str) -> Run:
+    """One timed step of a tool: its script, or the resident process's own timing."""
+    if isinstance(tool, NodewallResident):
+        return tool.measure(case.spec if step == "apply" else case.spec_changed, work, cutoff)
+    script = tool.apply(case, work) if step == "apply" else tool.change(case, work)
+    return run_script(script.text, ns, work, cutoff, script.binds, script.env, step)
+
+
 def one_run(tool: Tool, case: Case, prefix: str, settings: Settings, figures: Figures,
             measure_latency: bool, reference: dict[str, str] | None) -> None:
     with tempfile.TemporaryDirectory(prefix="nwpr-") as tmp, pair(prefix) as ns:
         work = Path(tmp)
         with tool.session(ns.node, work):
-            script = tool.apply(case, work)
-            run = run_script(script.text, ns.node, work, settings.cutoff, script.binds,
-                             script.env, "apply")
+            run = execute(tool, case, work, ns.node, settings.cutoff, "apply")
             if run.over:
                 figures.over = f"apply over {settings.cutoff:.0f} s"
                 return
@@ -90,9 +97,7 @@ def one_run(tool: Tool, case: Case, prefix: str, settings: Settings, figures: Fi
             if measure_latency:
                 figures.latency_us = 1e6 * probes.connect_latency(
                     ns.node, ns.client, case.facts.pg_port, settings.connects)
-            script = tool.change(case, work)
-            change: Run = run_script(script.text, ns.node, work, settings.cutoff,
-                                     script.binds, script.env, "change")
+            change = execute(tool, case, work, ns.node, settings.cutoff, "change")
             if change.over:
                 figures.over = f"change over {settings.cutoff:.0f} s"
                 return
@@ -127,13 +132,13 @@ def ratios(rows: dict[str, dict[str, Any]]) -> None:
 
 def run(settings: Settings, log: Any = sys.stderr) -> dict[str, Any]:
     tools = all_tools()
-    chosen = [t for name, t in tools.items() if not settings.tools or name in settings.tools]
-    for floor in FLOORS:  # the ratios need the floors, the verdict check nodewall
-        if floor not in [t.name for t in chosen]:
-            chosen.insert(0, tools[floor])
-    if settings.verify:  # first in every repetition: its verdicts are the reference
-        chosen = [tools[REFERENCE], *(t for t in chosen if t.name != REFERENCE)]
-    installed = ensure_installed({c: p for t in chosen for c, p in t.commands.items()})
+    wanted = [t for name, t in tools.items() if not settings.tools or name in settings.tools]
+    # the reference first (its verdicts are what the others are checked against), then the
+    # floors (the ratios need them), then the rest in the tables' order
+    first = [REFERENCE] if settings.verify else []
+    names = [*first, *FLOORS, *(t.name for t in wanted if t.name not in (*first, *FLOORS))]
+    chosen = [tools[n] for n in names]
+    installed = ensure_installed({c: p for t in chosen for c, p in t.commands})
     host, ruleset_before = HostFiles(), root_ruleset()
     prefix = new_prefix()
     started = time.time()

@@ -8,10 +8,13 @@ from .firewalld import Firewalld
 from .floors import IptablesFloor, NftFloor
 from .iptables_script import IptablesScript
 from .nodewall_cli import Nodewall
+from .nodewall_resident import NodewallResident
 from .ufw import Ufw
 
 
 def all_tools() -> dict[str, Tool]:
     tools: list[Tool] = [NftFloor(), IptablesFloor(), Nodewall("nftables"),
-                         Nodewall("iptables"), IptablesScript(), Ferm(), Ufw(), Firewalld()]
+                         Nodewall("iptables"), NodewallResident("nftables"),
+                         NodewallResident("iptables"), IptablesScript(), Ferm(), Ufw(),
+                         Firewalld()]
     return {t.name: t for t in tools}

@@ -41,8 +41,8 @@ class Tool:
     """Base: no packages, no daemon, no private directories."""
 
     name = "tool"
-    #: command -> Debian package providing it
-    commands: Mapping[str, str] = {}
+    #: (command, the Debian package providing it)
+    commands: tuple[tuple[str, str], ...] = ()
     #: a floor is what the other figures are divided by
     floor_of: str | None = None
 

@@ -53,7 +53,7 @@ def conf(facts: NodeFacts) -> str:
 
 class Ferm(Tool):
     name = "ferm"
-    commands = {"ferm": "ferm"}
+    commands = (("ferm", "ferm"),)
 
     def _load(self, facts: NodeFacts, work: Path, name: str) -> Script:
         etc = work / "etc-ferm"

@@ -70,13 +70,14 @@ def ipset(kind: str, family: str, entries: tuple[str, ...]) -> str:
     host = "/128" if family == "inet6" else "/32"
     body = "".join(f"  <entry>{e.removesuffix(host) if kind == 'hash:ip' else e}</entry>\n"
                    for e in entries)
-    return f'<?xml version="1.0" encoding="utf-8"?>\n<ipset type="{kind}">\n{option}{body}</ipset>\n'
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n<ipset type="{kind}">\n{option}{body}'
+            "</ipset>\n")
 
 
 class Firewalld(Tool):
     name = "firewalld"
-    commands = {"firewalld": "firewalld", "firewall-cmd": "firewalld",
-                "dbus-daemon": "dbus-daemon"}
+    commands = (("firewalld", "firewalld"), ("firewall-cmd", "firewalld"),
+                ("dbus-daemon", "dbus-daemon"))
 
     def __init__(self) -> None:
         self.daemon: subprocess.Popen[bytes] | None = None

@@ -44,7 +44,7 @@ def commands(facts: NodeFacts) -> list[str]:
 
 class Ufw(Tool):
     name = "ufw"
-    commands = {"ufw": "ufw"}
+    commands = (("ufw", "ufw"),)
 
     def _private(self, work: Path) -> dict[str, Path]:
         etc, lib, default = work / "etc-ufw", work / "lib-ufw", work / "default-ufw"
