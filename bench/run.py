@@ -81,15 +81,15 @@ def run_one(name: str, quick: bool, extra: list[str]) -> dict[str, Any]:
         command += ["--json", str(peers_json)]
     print(f"run.py: {shlex.join(command)}", file=sys.stderr, flush=True)
     started = time.time()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    sys.stderr.write(done.stderr[-4000:])
+    # stderr (progress) passes through; stdout (results) is kept
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
     data: Any = {"json": json_objects(done.stdout), "tables": markdown_tables(done.stdout)}
     if name == "peers" and peers_json.exists():
         data = json.loads(peers_json.read_text(encoding="utf-8"))
         peers_json.unlink()
     return {"name": name, "argv": command[1:], "started": started,
             "seconds": round(time.time() - started, 1), "returncode": done.returncode,
-            "stdout": done.stdout, "stderr_tail": done.stderr[-4000:], "data": data}
+            "stdout": done.stdout, "data": data}
 
 
 def main() -> None:
