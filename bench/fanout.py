@@ -153,7 +153,7 @@ def seed(server: ServerProc, nodes: int) -> list[str]:
 
 
 def fanout(server: ServerProc, names: list[str], agents: int, procs: int,
-           timeout: float) -> dict[str, float]:
+           timeout: float, samples: bool = False) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     per_agent = [names[i % len(names)] for i in range(agents)]
     chunks = [per_agent[i::procs] for i in range(procs)]
@@ -180,13 +180,16 @@ def fanout(server: ServerProc, names: list[str], agents: int, procs: int,
     delays = sorted(t - t0 for t in got)
     missing = sum(1 for d in delays if d != d)
     delays = [d for d in delays if d == d]
-    return {
+    result: dict[str, Any] = {
         "agents": agents, "nodes": len(names), "missed": missing,
         "change_answered_s": round(answered, 3),
         "p50_s": round(statistics.median(delays), 3),
         "p99_s": round(delays[max(0, int(len(delays) * 0.99) - 1)], 3),
         "max_s": round(delays[-1], 3),
     }
+    if samples:  # every agent's delay, for a distribution plot (bench/run.py)
+        result["delays_s"] = [round(d, 4) for d in delays]
+    return result
 
 
 def rps(server: ServerProc, names: list[str], procs: int, seconds: float) -> float:
@@ -222,7 +225,8 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             names = seed(server, args.nodes)
             seeded = time.monotonic() - started
             result: dict[str, Any] = {"backend": backend, "seed_s": round(seeded, 1)}
-            result.update(fanout(server, names, args.agents, args.procs, args.timeout))
+            result.update(fanout(server, names, args.agents, args.procs, args.timeout,
+                                 args.samples))
             result["policy_rps"] = rps(server, names, args.procs, args.seconds)
             result["policy_bytes"] = len(httpx.get(
                 f"{server.url}/v1/node/{names[0]}/policy",
@@ -241,6 +245,8 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=4, help="agent client processes")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the rps run")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--samples", action="store_true",
+                        help="also print every agent's delay (delays_s)")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
