@@ -19,7 +19,7 @@ from typing import Any
 
 from nodewall.policy.model import _RULE_FIELDS, AddressSet, NodePolicy, SetElement, _json_strings
 
-_dumps = json.JSONEncoder(sort_keys=True).encode  # what `to_json` writes: json.dumps(..., sort_keys)
+_dumps = json.JSONEncoder(sort_keys=True).encode  # as `to_json` writes: json.dumps(sort_keys)
 _compact = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
