@@ -55,3 +55,11 @@ def test_shared_address_falls_back_and_stays_equal() -> None:
     assert _same_as_single(shared) == 6
     assert compile_nodes(shared, ["big-2"])["big-2"].set("peers_v4").elements[0].reasons == (
         "cluster peer big-0", "cluster peer big-1")
+
+
+def test_nodes_with_several_addresses_of_a_family() -> None:
+    document = big_spec(entries=3, nodes=5)
+    nodes = document["services"][0]["nodes"]
+    nodes[2]["addresses"] += ["10.200.0.9", "10.1.0.1", "fd00:be::99"]  # apart, first, last
+    nodes[4]["addresses"] = ["10.200.0.10"]  # IPv4 only
+    assert _same_as_single(parse_spec(document)) == 5

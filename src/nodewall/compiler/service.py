@@ -18,12 +18,14 @@ compares them); it never writes customer text into a policy.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from nodewall.compiler import node as single
 from nodewall.gcpause import collector_paused
 from nodewall.net import cidr
 from nodewall.policy import reasons
-from nodewall.policy.model import AddressSet, Family, NodePolicy, SetElement
+from nodewall.policy.encoding import cut
+from nodewall.policy.model import AddressSet, NodePolicy, SetElement
 from nodewall.spec.model import DeploymentSpec, ServiceSpec
 
 _PEER_SETS = {4: "peers_v4", 6: "peers_v6"}
@@ -47,15 +49,13 @@ def _compile_service(spec: DeploymentSpec, service: ServiceSpec,
                      names: list[str]) -> dict[str, NodePolicy]:
     if len(names) < 2:
         return {n: single._compile(spec, n) for n in names}
-    shared = _service_peers(service)
+    shared = _service_peers(service, reasons.peers_set(service.name))
     if shared is None:
         return {n: single._compile(spec, n) for n in names}
     template = single._compile(spec, names[0])
-    peer_purpose = reasons.peers_set(service.name)
     result = {}
     for name in names:
-        peer_sets = {_PEER_SETS[f]: _peer_set(f, peer_purpose, shared[f], name)
-                     for f in single.FAMILIES}
+        peer_sets = {_PEER_SETS[f]: _peer_set(shared[f], name) for f in single.FAMILIES}
         result[name] = NodePolicy(
             node=name, service=template.service, service_type=template.service_type,
             environment=template.environment,
@@ -65,33 +65,36 @@ def _compile_service(spec: DeploymentSpec, service: ServiceSpec,
     return result
 
 
-#: Per family, the service's host elements in set order, each with the node it belongs to.
-_Shared = dict[int, tuple[list[SetElement], list[str]]]
-
-
-def _service_peers(service: ServiceSpec) -> _Shared | None:
-    """Every node's addresses as peer elements, parsed once; None when an address is on two
-    nodes (their reasons merge, so no node's peer set is the whole minus its own)."""
+def _service_peers(service: ServiceSpec, purpose: str) -> dict[int, _Whole] | None:
+    """Per family, every node's addresses as one peer set, parsed once, with where each node's
+    elements sit in it; None when an address is on two nodes (their reasons merge, so no node's
+    peer set is the whole less its own)."""
     owners = [n.name for n in service.nodes for _ in n.addresses]
     parsed = cidr.parse_many(a.partition("/")[0] for n in service.nodes for a in n.addresses)
     items = [(net, owner, text) for (net, _), owner, text
              in zip(parsed.parsed, owners, parsed.texts, strict=True)]
-    result: _Shared = {}
+    result: dict[int, _Whole] = {}
     for family in single.FAMILIES:
         texts, owned = cidr.reduce_named(x for x in items if x[0].family == family)
         if any(len(o) != 1 for o in owned):
             return None
-        who = [o[0] for o in owned]
-        result[family] = ([SetElement(t, (reasons.cluster_peer(o),)) for t, o in zip(texts, who,
-                                                                                  strict=True)],
-                          who)
+        where: dict[str, list[int]] = {}
+        for index, (owner,) in enumerate(owned):
+            where.setdefault(owner, []).append(index)
+        elements = tuple(SetElement(t, (reasons.cluster_peer(o),))
+                         for t, (o,) in zip(texts, owned, strict=True))
+        whole = AddressSet(_PEER_SETS[family], family, True, purpose, elements)
+        whole.__dict__["networks"] = tuple(texts)  # the cached property's slot
+        result[family] = _Whole(whole, where)
     return result
 
 
-def _peer_set(family: Family, purpose: str, shared: tuple[list[SetElement], list[str]],
-              node: str) -> AddressSet:
-    elements, owners = shared
-    kept = tuple(e for e, o in zip(elements, owners, strict=True) if o != node)
-    made = AddressSet(_PEER_SETS[family], family, True, purpose, kept)
-    made.__dict__["networks"] = tuple(e.network for e in kept)  # the cached property's slot
-    return made
+class _Whole(NamedTuple):
+    """A service's peer set of one family with every node in it, and each node's positions."""
+
+    whole: AddressSet
+    positions: dict[str, list[int]]
+
+
+def _peer_set(shared: _Whole, node: str) -> AddressSet:
+    return cut(shared.whole, shared.positions.get(node, ()))

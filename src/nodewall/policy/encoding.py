@@ -14,8 +14,10 @@ An encoder holds on to everything it has seen: use one per batch, then drop it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from nodewall.policy.model import _RULE_FIELDS, AddressSet, NodePolicy, SetElement, _json_strings
 
@@ -34,6 +36,7 @@ class PolicyEncoder:
         # sets seen once: a set is remembered from its second use on (a node's own peer set is
         # used once, and 1000 of them would hold 100 MB)
         self._seen: dict[int, AddressSet] = {}
+        self._wholes: dict[int, tuple[AddressSet, _Joined, _Joined | None]] = {}
 
     def _element(self, e: SetElement) -> str:
         known = self._elements.get(id(e))
@@ -47,16 +50,33 @@ class PolicyEncoder:
         known = self._sets.get(id(s))
         if known is not None:
             return known[1], known[2]
-        text = (f'{{"elements": [{", ".join(map(self._element, s.elements))}], '
-                f'"family": {s.family}, "hosts_only": {_dumps(s.hosts_only)}, '
-                f'"name": {_dumps(s.name)}, "purpose": {_dumps(s.purpose)}}}')
-        digest = (f"[{json.dumps(s.name)},{s.family},{json.dumps(s.hosts_only)},"
-                  f"{_json_strings(s.networks)}]")
+        marked = s.__dict__.get("cut_from")
+        if marked is not None:
+            return self._cut_set(s, *marked)
+        text = _set_text(s, ", ".join(map(self._element, s.elements)))
+        digest = _set_digest(s, _json_strings(s.networks))
         if id(s) in self._seen:  # its second use: shared, remembered from now on
             self._sets[id(s)] = (s, text, digest)
         else:
             self._seen[id(s)] = s
         return text, digest
+
+    def _cut_set(self, s: AddressSet, whole: AddressSet,
+                 runs: tuple[tuple[int, int], ...]) -> tuple[str, str]:
+        """A set cut from `whole`: its text cut from the whole's, which is written once."""
+        known = self._wholes.get(id(whole))
+        if known is None:
+            texts = [self._element(e) for e in whole.elements]
+            joined = "".join(whole.networks)  # as `_json_strings` checks: nothing to escape
+            plain = joined.isascii() and joined.isprintable() and not {'"', "\\"} & set(joined)
+            known = self._wholes[id(whole)] = (whole, _Joined.of(texts, ", "),
+                                                _Joined.of(whole.networks, '","') if plain
+                                                else None)
+        _, elements, networks = known
+        text = _set_text(s, elements.cut(runs))
+        if networks is None:
+            return text, _set_digest(s, _json_strings(s.networks))
+        return text, _set_digest(s, f'["{networks.cut(runs)}"]' if s.elements else "[]")
 
     def _rules(self, policy: NodePolicy) -> tuple[str, str]:
         """The rules' text in `to_json` and in the version digest (shared tuples once)."""
@@ -88,3 +108,51 @@ class PolicyEncoder:
         version = hashlib.sha256(blob).hexdigest()[:16]
         policy.__dict__.setdefault("version", version)  # the cached property's slot
         return text, version
+
+
+def _set_text(s: AddressSet, elements: str) -> str:
+    return (f'{{"elements": [{elements}], "family": {s.family}, '
+            f'"hosts_only": {_dumps(s.hosts_only)}, "name": {_dumps(s.name)}, '
+            f'"purpose": {_dumps(s.purpose)}}}')
+
+
+def _set_digest(s: AddressSet, networks: str) -> str:
+    return f"[{json.dumps(s.name)},{s.family},{json.dumps(s.hosts_only)},{networks}]"
+
+
+class _Joined(NamedTuple):
+    """Texts joined by a separator, with where each one starts and ends in the joined text."""
+
+    text: str
+    starts: list[int]
+    ends: list[int]
+    separator: str
+
+    @classmethod
+    def of(cls, texts: Sequence[str], separator: str) -> _Joined:
+        ends = list(itertools.accumulate(len(t) + len(separator) for t in texts))
+        ends = [e - len(separator) for e in ends]
+        starts = [e - len(t) for e, t in zip(ends, texts, strict=True)]
+        return cls(separator.join(texts), starts, ends, separator)
+
+    def cut(self, runs: tuple[tuple[int, int], ...]) -> str:
+        """The texts of the kept runs [start, stop), joined as the whole is."""
+        return self.separator.join(self.text[self.starts[a]:self.ends[b - 1]] for a, b in runs)
+
+
+def cut(whole: AddressSet, dropped: Sequence[int]) -> AddressSet:
+    """`whole` less its elements at the positions `dropped` (ascending), marked so that an
+    encoder writes its text by cutting the whole's (a node's cluster peers: the service's
+    peers less the node's own addresses)."""
+    runs: list[tuple[int, int]] = []
+    start = 0
+    for index in (*dropped, len(whole.elements)):
+        if index > start:
+            runs.append((start, index))
+        start = index + 1
+    elements = tuple(itertools.chain.from_iterable(whole.elements[a:b] for a, b in runs))
+    networks = tuple(itertools.chain.from_iterable(whole.networks[a:b] for a, b in runs))
+    made = AddressSet(whole.name, whole.family, whole.hosts_only, whole.purpose, elements)
+    made.__dict__["networks"] = networks  # the slot of the cached property
+    made.__dict__["cut_from"] = (whole, tuple(runs))
+    return made
