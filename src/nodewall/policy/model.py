@@ -79,8 +79,9 @@ class SetElement:
     reasons: tuple[str, ...] = ()
 
 
-#: Derived values cached on the (frozen) objects below: not part of their data.
-_CACHED = frozenset({"networks", "version"})
+#: Derived values cached on the (frozen) objects below: not part of their data. `cut_from`
+#: marks a set as another set less some of its elements (`nodewall.policy.encoding.cut`).
+_CACHED = frozenset({"networks", "version", "cut_from"})
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ def node_change_scope(spec: DeploymentSpec, service: str) -> set[str]:
 
 def refresh(session: Session, spec: DeploymentSpec, nodes: Iterable[str]) -> list[str]:
     """Compile `nodes` from `spec`, store what changed; return the nodes whose row changed."""
-    from nodewall.compiler.node import compile_node
+    from nodewall.compiler.service import compile_nodes
+    from nodewall.policy.encoding import PolicyEncoder
 
     names = sorted(set(nodes) & set(spec.node_names))
     if not names:
@@ -92,10 +93,11 @@ def refresh(session: Session, spec: DeploymentSpec, nodes: Iterable[str]) -> lis
     changed: list[str] = []
     now = datetime.now(UTC)
     started = time.perf_counter()
+    compiled = compile_nodes(spec, names)  # a service's nodes together: shared parts once
+    encoder = PolicyEncoder()
     for name in names:
-        policy = compile_node(spec, name)
-        text = policy.to_json()
-        version = policy.version
+        policy = compiled[name]
+        text, version = encoder.encode(policy)
         row = stored.get(name)
         if row is None:
             session.add(NodePolicyRow(node_name=name, version=version, policy=text,
