@@ -73,3 +73,15 @@ def sqlite_server(tmp_path: Path) -> Iterator[ServerProc]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+    """One SQLite server for the session, for tests that only send requests it must refuse or
+    that use names of their own (a server start costs about 2 s)."""
+    proc = ServerProc(f"sqlite:///{tmp_path_factory.mktemp('shared') / 'server.db'}")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

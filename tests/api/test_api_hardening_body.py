@@ -63,10 +63,10 @@ def test_no_token_no_body_read(sqlite_server: ServerProc) -> None:
     assert grown < 20, f"RSS grew from {before:.0f} MiB by {grown:.0f} MiB"
 
 
-def test_content_length_over_the_limit_is_413_at_once(sqlite_server: ServerProc) -> None:
-    for token, limit in ((sqlite_server.admin, MAX_BODY_BYTES),
-                         (sqlite_server.token("some-node"), NODE_BODY_BYTES)):
-        sock = connect(sqlite_server.port, timeout=10)
+def test_content_length_over_the_limit_is_413_at_once(shared_sqlite_server: ServerProc) -> None:
+    for token, limit in ((shared_sqlite_server.admin, MAX_BODY_BYTES),
+                         (shared_sqlite_server.token("some-node"), NODE_BODY_BYTES)):
+        sock = connect(shared_sqlite_server.port, timeout=10)
         sock.sendall(head("PUT", "/v1/platform", {
             "Authorization": f"Bearer {token}", "Content-Type": "application/json",
             "Content-Length": str(limit + 1)}))
@@ -115,9 +115,9 @@ def test_a_chunked_body_is_cut_off_when_it_passes_the_limit(sqlite_server: Serve
     assert grown < 16, f"the server kept {grown:.0f} MiB of a refused body"
 
 
-def test_a_node_token_may_send_only_small_bodies(sqlite_server: ServerProc) -> None:
-    node_token = sqlite_server.token("n-small")
-    with sqlite_server.client(node_token) as c:
+def test_a_node_token_may_send_only_small_bodies(shared_sqlite_server: ServerProc) -> None:
+    node_token = shared_sqlite_server.token("n-small")
+    with shared_sqlite_server.client(node_token) as c:
         r = c.post("/v1/node/n-small/status", json={"backend": "nftables",
                                                     "error": "x" * 4096, "pad": "y" * 70000})
     assert r.status_code == 413, r.text
@@ -149,18 +149,18 @@ def test_keys_given_twice_are_400_naming_them(server: ServerProc, project: str, 
     (b'{"project": "x",}', "invalid JSON at line 1"),
     (b'{"project": "\\ud800"}', "lone UTF-16 surrogate"),
 ])
-def test_api_bodies_are_read_strictly(sqlite_server: ServerProc, body: bytes,
+def test_api_bodies_are_read_strictly(shared_sqlite_server: ServerProc, body: bytes,
                                       words: str) -> None:
-    with sqlite_server.client() as c:
+    with shared_sqlite_server.client() as c:
         r = c.post("/v1/project", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert words in r.json()["message"]
     assert "Traceback" not in r.text
 
 
-def test_a_good_body_still_works_after_the_guard(sqlite_server: ServerProc) -> None:
+def test_a_good_body_still_works_after_the_guard(shared_sqlite_server: ServerProc) -> None:
     """The guard hands the parsed body on (no second read): chunked and plain bodies work."""
-    with sqlite_server.client() as c:
+    with shared_sqlite_server.client() as c:
         ok(c.post("/v1/project", json={"project": "plain"}))
 
         def chunks() -> object:

@@ -22,8 +22,8 @@ from schemathesis.checks import positive_data_acceptance
 from seed import seed
 from serverproc import ServerProc
 
-#: Examples per operation, generation mode and backend; keeps the test near 40 s on two cores.
-EXAMPLES = 15
+#: Examples per operation, generation mode and backend; keeps the test near 30 s on two cores.
+EXAMPLES = 10
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -20,7 +20,7 @@ from nodewall.backends.iptables import xtables
 from nodewall.policy.model import NodePolicy
 
 #: CI runs these many; bench/races.py the full figures.
-KILL_RUNS = int(os.environ.get("NODEWALL_KILL_RUNS", "20"))
+KILL_RUNS = int(os.environ.get("NODEWALL_KILL_RUNS", "12"))
 FOREIGN_APPLIES = int(os.environ.get("NODEWALL_FOREIGN_APPLIES", "30"))
 
 
