@@ -203,3 +203,43 @@ def test_refused_token_keeps_rules_then_a_rotated_token_is_picked_up(cluster: Cl
     token_file.write_text(lab.server.token(cluster.node("n1")) + "\n")  # rotated in place
     cluster.converged(agent, "n1", timeout=40)
     assert any(e["event"] == "server_back" for e in agent.events())
+
+
+def test_a_policy_that_shuts_management_out_is_never_applied(cluster: Cluster,
+                                                             fake: Any) -> None:
+    """A served policy that admits the management ports only from a network the agent was not
+    told of is refused once (not retried), reported, the kernel keeping its rules; the next
+    version is applied; `--allow-lockout` applies such a policy."""
+    node = cluster.node("n1")
+    locked = failsafe_policy(node, ["203.0.113.0/28"])  # management moved out of reach
+    good = failsafe_policy(node, ["198.51.100.0/28", "203.0.113.0/28"])
+    serving = [encode_answer(locked, time.time())]
+
+    def script(method: str, n: int) -> tuple[int, bytes]:
+        return (200, b"{}") if method == "POST" else (200, serving[0])
+
+    server = fake(script)
+    agent = cluster.agent("n1", "nftables", "--management-network", "198.51.100.0/28",
+                          server_url=server.url).start()
+    boot = agent.wait_event("boot_applied")
+    refused = agent.wait_event("apply_refused", timeout=10)
+    assert (refused["reason"], refused["version"], refused["kept"]) == (
+        "lockout", locked.version, boot["version"])
+    assert "198.51.100.0/28: SSH 22/tcp from 198.51.100.0 rejected" in refused["error"]
+    wait_until(lambda: any(locked.version in (r.get("error") or "") for r in server.reports()),
+               10, "the refusal reported to the server")
+    time.sleep(2)
+    events = agent.events()
+    assert sum(e["event"] == "apply_refused" for e in events) == 1, "refused once, not retried"
+    assert not any(e["event"] == "applied" for e in events)
+    assert (agent.kernel().version, agent.kernel().drift) == (boot["version"], ())
+
+    serving[0] = encode_answer(good, time.time())
+    agent.wait_event("applied", timeout=15, match=lambda e: e["version"] == good.version)
+    agent.stop()
+
+    serving[0] = encode_answer(locked, time.time())
+    forced = cluster.agent("n1", "nftables", "--management-network", "198.51.100.0/28",
+                           "--allow-lockout", server_url=server.url, tag="forced").start()
+    forced.wait_event("applied", timeout=15, match=lambda e: e["version"] == locked.version)
+    assert agent.kernel().version == locked.version

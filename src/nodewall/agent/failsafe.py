@@ -29,6 +29,8 @@ NEEDED_ICMP: dict[Family, tuple[str, ...]] = {
 }
 FAMILIES: tuple[Family, ...] = (4, 6)
 SERVICE = "fail-safe"
+#: The purpose of the fail-safe policy's management sets.
+MANAGEMENT_PURPOSE = "management networks (fail-safe)"
 
 
 def parse_networks(texts: Sequence[str]) -> list[str]:
@@ -71,7 +73,7 @@ def failsafe_policy(node: str, management_networks: Sequence[str] = ()) -> NodeP
     if management_networks:
         for family in FAMILIES:
             mine = [n for n in management_networks if ipaddress.ip_network(n).version == family]
-            name = add_set(f"mgmt_v{family}", family, "management networks (fail-safe)", mine)
+            name = add_set(f"mgmt_v{family}", family, MANAGEMENT_PURPOSE, mine)
             rules.append(Rule("in", "accept", "management (fail-safe)", family=family,
                               protocol="tcp", src_set=name, dports=MANAGEMENT_PORTS))
     else:

@@ -8,6 +8,10 @@ interval, a retry of a refused policy, a watchdog ping). Idle, it wakes only for
 Boot: the cached policy (last verified here), or with none (or an unusable one) the fail-safe
 policy, is applied before anything else; READY goes to systemd only once the kernel holds one.
 
+Lock-out: a received policy that would shut every management network out is never applied
+(`nodewall.agent.lockout`); it is logged (`apply_refused`), counted and reported, the rules stay,
+and it is not retried (the same policy would be refused again): the next version is awaited.
+
 Failures: a policy the kernel refuses leaves the previous one in place, is reported with the
 error, and is retried after a growing delay (never a hot loop) until a newer one arrives. A
 verify that finds drift re-applies (a repair, counted); repairs in quick succession (another
@@ -23,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from nodewall.agent import logs, metrics
+from nodewall.agent import lockout, logs, metrics
 from nodewall.agent.answer import PolicyAnswer, encode_answer
 from nodewall.agent.backoff import Backoff
 from nodewall.agent.cache import CacheUnusable, PolicyCache
@@ -51,13 +55,16 @@ class ChangeWatcher(Protocol):
 class AgentLoop:
     def __init__(self, keeper: Keeper, cache: PolicyCache, notifier: Notifier,
                  verify_interval: float, report: Callable[[Report], None] | None = None,
-                 source: str = "server") -> None:
+                 source: str = "server",
+                 lockout_networks: tuple[str, ...] | None = ()) -> None:
         self.keeper = keeper
         self.cache = cache
         self.notifier = notifier
         self.verify_interval = verify_interval
         self.report = report
         self.source = source  # where new policies come from: server or spec
+        # networks no received policy may shut out; () the policy's own, None: no guard
+        self.lockout_networks = lockout_networks
         self.ready_sent = False
         self.pending: PolicyAnswer | None = None
         self.retry_at = 0.0
@@ -197,6 +204,11 @@ class AgentLoop:
     def _apply_pending(self) -> None:
         answer = self.pending
         assert answer is not None
+        if self.lockout_networks is not None:
+            why = lockout.refusal(answer.policy, self.lockout_networks)
+            if why is not None:
+                self._refuse(answer, why)
+                return
         try:
             result, took = self.keeper.apply(answer, self.source)
         except BackendError as exc:
@@ -229,6 +241,16 @@ class AgentLoop:
                        error=exc.strerror or type(exc).__name__)
         self._held_now(result.backend)
         self.next_verify = min(self.next_verify, time.monotonic() + VERIFY_SOON)
+
+    def _refuse(self, answer: PolicyAnswer, why: str) -> None:
+        """Not applied: the policy would shut every management network out."""
+        metrics.APPLY_FAILURES.inc()
+        self.pending = None
+        held = self.keeper.held
+        self.last_error = f"policy {answer.version} refused: {why}"[:4000]
+        logs.event("apply_refused", "error", version=answer.version, reason="lockout",
+                   error=why, kept=held.version if held else None)
+        self.report_state()
 
     def _verify(self, timer: bool) -> None:
         now = time.monotonic()

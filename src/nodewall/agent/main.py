@@ -74,7 +74,9 @@ def run(options: Options, token: str | None) -> int:
             return 1
     reporter = None
     loop = AgentLoop(keeper, cache, Notifier(), options.verify_interval,
-                     source="server" if options.server else "spec")
+                     source="server" if options.server else "spec",
+                     lockout_networks=None if options.allow_lockout
+                     else options.management_networks)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()

@@ -2,7 +2,7 @@
 
     nodewall agent --server URL --node N --token-file F [--backend auto|nftables|iptables]
                    [--state-dir D] [--ca-file F] [--metrics-address HOST:PORT]
-                   [--verify-interval S] [--management-network CIDR...]
+                   [--verify-interval S] [--management-network CIDR...] [--allow-lockout]
     nodewall agent --spec FILE --node N [the same options but --server, --token-file, --ca-file]
 
 Every problem is reported as `error: --option: why`, all of them at once, with exit status 2
@@ -39,6 +39,7 @@ class Options:
     metrics_address: tuple[str, int] | None
     verify_interval: float
     management_networks: tuple[str, ...]
+    allow_lockout: bool = False
 
 
 class UsageError(Exception):
@@ -71,8 +72,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-interval", metavar="S", type=float, default=10.0,
                    help="seconds between checks of the kernel against the policy (default 10)")
     p.add_argument("--management-network", metavar="CIDR", nargs="+", action="extend",
-                   default=[], help="sources of the management ports in the fail-safe policy "
-                                    "(default: any source)")
+                   default=[], help="sources of the management ports in the fail-safe policy, "
+                                    "and the networks no received policy may shut out "
+                                    "(default: any source; the policy's own management sets)")
+    p.add_argument("--allow-lockout", action="store_true",
+                   help="apply even a policy that shuts every management network out")
     return p
 
 
@@ -123,7 +127,8 @@ def parse(argv: list[str]) -> Options:
         node=node, server=ns.server, token_file=ns.token_file, spec=ns.spec,
         backend=ns.backend, state_dir=ns.state_dir or DEFAULT_STATE_ROOT / node,
         ca_file=ns.ca_file, metrics_address=metrics_address,
-        verify_interval=ns.verify_interval, management_networks=tuple(networks))
+        verify_interval=ns.verify_interval, management_networks=tuple(networks),
+        allow_lockout=ns.allow_lockout)
 
 
 def parse_address(text: str) -> tuple[str, int]:
