@@ -20,19 +20,25 @@ class SpecError(ValueError):
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 
-def format_path(loc: tuple[int | str, ...]) -> str:
+def format_path(loc: tuple[object, ...]) -> str:
     """('services', 0, 'user_config', 'ip_filter', 3) -> 'services[0].user_config.ip_filter[3]'.
 
-    A mapping key that is not a plain identifier (it came from the input and may hold any
-    text) is quoted and escaped: `public_access['a\\nb']`."""
+    A mapping key that is not a plain name came from the input and may hold any text (an
+    ip_filter description written as a key, say): it is never shown, only its length
+    (`ip_filter[3][<key of 37 characters>]`). Keys that are numbers, booleans or null are
+    shown as such."""
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, bool) or part is None or isinstance(part, float):
+            out += f"[{part!r}]"
+        elif isinstance(part, int):
             out += f"[{part}]"
         elif part == "[key]":  # pydantic's marker: the error is about the key itself
             out += " (key)"
-        elif _PLAIN_KEY.match(part):
+        elif isinstance(part, str) and _PLAIN_KEY.match(part):
             out += f".{part}" if out else part
+        elif isinstance(part, str):
+            out += f"[<key of {len(part)} characters>]"
         else:
-            out += f"[{part[:64]!r}]"
+            out += f"[<{type(part).__name__} key>]"
     return out

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from nodewall.errors import SpecError
 from nodewall.spec.document import check_text, read_document, read_json
 from nodewall.spec.limits import MAX_DEPTH, MAX_SPEC_BYTES
-from nodewall.spec.load import load_spec
+from nodewall.spec.load import load_spec, parse_spec
 from nodewall.spec.yaml12 import load_yaml
 
 from .helpers import EXAMPLES, run_nodewall
@@ -276,3 +276,38 @@ def test_check_text_takes_utf8_only() -> None:
     assert check_text("é".encode(), "x") == "é"
     with pytest.raises(SpecError, match="not UTF-8"):
         check_text(b"\xc3", "x")
+
+
+def test_a_tagged_mapping_key_is_an_input_error_at_its_path(tmp_path: Path) -> None:
+    """Found by bench/fuzz_input.py: a tag on a key ended in a TypeError (the path held the
+    reader's "no key yet" marker); it is an input error naming the key, exit 2."""
+    path = tmp_path / "spec.yaml"
+    path.write_text("integrations:\n- ? ''\n  : !!str description: null\n  source: s0\n"
+                    "project: {name: p}\n")
+    result = run_nodewall("validate", str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: integrations[0][<key of 0 characters>] (key): YAML tag !!str: tags are not "
+        "accepted in a spec (values are plain YAML 1.2) (line 3, column 5)"], result.stderr
+    for tag in ("!!binary", "!!set", "!!timestamp", "!!int", "!!python/object:os.system"):
+        with pytest.raises(SpecError, match=r"\(key\): YAML tag"):
+            load_yaml(f"project:\n  {tag} name: p\n", "spec.yaml")
+
+
+def test_a_mapping_key_that_is_not_a_name_is_never_quoted(tmp_path: Path) -> None:
+    """Found by bench/fuzz_input.py: a description written as a key of an ip_filter entry was
+    quoted in the "Extra inputs" error; an unknown key that is not a plain name is shown by its
+    length only (it may be any customer text), a plain one by name."""
+    text = ("project: {name: p, base_port: 10000, typo_key: 1}\n"
+            "platform: {management_networks: [192.0.2.0/28]}\n"
+            "services:\n- name: s\n  type: pg\n  cloud: aws-eu-west-1\n"
+            "  nodes: [{name: n1, addresses: [10.0.0.1]}]\n"
+            "  user_config:\n    ip_filter:\n"
+            "    - {network: 10.1.0.0/16, \"office ' OR 1=1 --\": x}\n")
+    with pytest.raises(SpecError) as caught:
+        parse_spec(load_yaml(text, "spec.yaml"))
+    lines = caught.value.lines()
+    assert "project.typo_key: Extra inputs are not permitted" in lines, lines
+    assert ("services[0].user_config.ip_filter[0][<key of 18 characters>]: Extra inputs are "
+            "not permitted") in lines, lines
+    assert not any("OR 1=1" in line for line in lines)

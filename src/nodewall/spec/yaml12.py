@@ -101,8 +101,9 @@ def _plain(value: str, stack: list[list[Any]], event: Any) -> Any:
 
 
 def _where(stack: list[list[Any]]) -> list[Any]:
-    """The path of the node being built at the top of `stack`."""
-    return [key if is_map else len(container) for container, is_map, key in stack]
+    """The path of the node being built at the top of `stack` (`[key]` while it is a key)."""
+    return [(("[key]" if key is _NO_KEY else key) if is_map else len(container))
+            for container, is_map, key in stack]
 
 
 def _node_refusal(event: Any, stack: list[list[Any]]) -> _Refusal:
