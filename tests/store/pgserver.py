@@ -53,6 +53,20 @@ def free_port() -> int:
 class PgServer:
     port: int
     base: Path
+    bindir: Path | None = None
+    options: str = ""
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`fast`: clients are disconnected; `immediate`: as a crash)."""
+        assert self.bindir is not None
+        subprocess.run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.base / "data"),
+                                     "-m", mode, "-w", "stop"]), check=True, capture_output=True)
+
+    def start(self) -> None:
+        assert self.bindir is not None
+        subprocess.run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.base / "data"),
+                                     "-o", self.options, "-l", str(self.base / "postgres.log"),
+                                     "-w", "-t", "60", "start"]), check=True, capture_output=True)
 
     @property
     def admin_url(self) -> str:
@@ -96,7 +110,7 @@ def running_postgres() -> Iterator[PgServer]:
                                      "-l", str(logfile), "-w", "-t", "60", "start"]),
                        check=True, capture_output=True)
         started = True
-        yield PgServer(port, base)
+        yield PgServer(port, base, bindir, options)
     finally:
         if started:
             subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m",

@@ -6,41 +6,18 @@ and a refused change leaves every table as it was."""
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, select
+from sqlalchemy import select
+from storecheck import all_rows, stored_equals_fresh_compile
 
-from nodewall.compiler.node import compile_node
 from nodewall.server import ops, schemas
 from nodewall.server.control import Control
 from nodewall.server.errors import ApiError
 from nodewall.server.hub import PolicyHub
-from nodewall.server.state import get_project, project_doc
-from nodewall.spec.load import parse_spec
+from nodewall.server.state import get_project
 from nodewall.store import Store
-from nodewall.store.models import NodePolicyRow, ProjectRow, ServicePortRow
-
-
-def all_rows(store: Store) -> dict[str, Any]:
-    meta = MetaData()
-    meta.reflect(store.engine)
-    with store.engine.connect() as conn:
-        return {name: sorted(map(repr, conn.execute(select(t)).all()))
-                for name, t in meta.tables.items()}
-
-
-def stored_equals_fresh_compile(store: Store, after: object = None) -> None:
-    with store.read_session() as s:
-        stored = {r.node_name: r for r in s.execute(select(NodePolicyRow)).scalars()}
-        expected: dict[str, str] = {}
-        for project in s.execute(select(ProjectRow)).scalars():
-            spec = parse_spec(project_doc(s, project).document)
-            for node in spec.node_names:
-                expected[node] = compile_node(spec, node).to_json()
-    assert set(stored) == set(expected), "stored policies for the wrong set of nodes"
-    for node, text in expected.items():
-        assert stored[node].policy == text, f"stale policy stored for {node} after {after}"
+from nodewall.store.models import ServicePortRow
 
 
 def test_random_changes_keep_every_policy_current(store: Store) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
-from test_store_changes import all_rows, stored_equals_fresh_compile
+from storecheck import all_rows, stored_equals_fresh_compile
 
 from nodewall.server import ops, preview, removals, schemas
 from nodewall.server.control import Control, How

@@ -170,6 +170,10 @@ def server_command(
         "--tls-key", help="PEM private key of --tls-cert.")] = None,
     insecure_http: Annotated[bool, typer.Option(
         "--insecure-http", help="Allow plain HTTP on a non-loopback address.")] = False,
+    db_wait: Annotated[float, typer.Option(
+        "--db-wait", min=0.1, max=300,
+        help="Seconds a request waits for the database (a locked SQLite file, a PostgreSQL "
+             "connection) before it is answered 503.")] = 10.0,
 ) -> None:
     """Run the control plane (SQLite file by default; PostgreSQL by URL for a fleet)."""
     from nodewall.server.run import check_listen, parse_listen, run
@@ -187,7 +191,8 @@ def server_command(
     if refused:
         fail(2, f"--listen: {refused}")
     run(database, host, port, access_log=access_log,
-        tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None)
+        tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None,
+        db_wait=db_wait)
 
 
 def _group(help_text: str) -> typer.Typer:

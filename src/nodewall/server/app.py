@@ -32,6 +32,13 @@ from nodewall.server.guard import BodyGuard
 from nodewall.server.hub import PolicyHub
 from nodewall.server.middleware import MetricsMiddleware
 from nodewall.server.routes import agents, events, health, platform, tokens
+from nodewall.server.unavailable import (
+    DATABASE_ERRORS,
+    RETRY_AFTER_SECONDS,
+    log_unavailable,
+    unavailable_message,
+    unavailable_reason,
+)
 from nodewall.store import Store
 
 log = logging.getLogger("nodewall.server")
@@ -84,6 +91,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         _count_refused(request, exc.status_code)
         return JSONResponse(error_body(exc.status_code, [str(exc.detail)]),
                             status_code=exc.status_code)
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        reason = unavailable_reason(exc)
+        if reason is None:
+            raise exc  # a bug: the 500 below
+        log_unavailable(exc, reason)
+        return JSONResponse(
+            error_body(503, [unavailable_message(reason)]),
+            status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, database_error)
 
     @app.exception_handler(Exception)
     async def crash(_request: Request, exc: Exception) -> JSONResponse:

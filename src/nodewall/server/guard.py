@@ -38,6 +38,12 @@ from nodewall.errors import SpecError
 from nodewall.server.auth import Principal, TokenVerifier
 from nodewall.server.errors import error_body, field_message
 from nodewall.server.memory import give_back
+from nodewall.server.unavailable import (
+    RETRY_AFTER_SECONDS,
+    log_unavailable,
+    unavailable_message,
+    unavailable_reason,
+)
 from nodewall.spec.document import read_json
 from nodewall.spec.limits import LARGE_BODY_BYTES, MAX_BODY_BYTES, NODE_BODY_BYTES
 
@@ -164,7 +170,14 @@ class BodyGuard:
             raise _Refused(401, "Authentication required: send 'Authorization: Bearer <token>'")
         who = self.verifier.cached(token)
         if who is None:
-            who = await asyncio.to_thread(self.verifier.verify, token)
+            try:
+                who = await asyncio.to_thread(self.verifier.verify, token)
+            except Exception as exc:
+                reason = unavailable_reason(exc)
+                if reason is None:
+                    raise
+                log_unavailable(exc, reason)
+                raise _Refused(503, unavailable_message(reason)) from None
         if who is None:
             raise _Refused(401, "Invalid token")
         return who
@@ -250,6 +263,8 @@ async def _answer(send: Send, status: int, messages: list[str], *, close: bool =
         headers.append((b"connection", b"close"))
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    if status == 503:
+        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 

@@ -13,6 +13,10 @@ endpoint is a dictionary lookup: a notification drops the nodes it names (all of
 LISTEN connection is re-opened), and an entry lives at most CACHE_SECONDS in any case, which
 bounds how stale an answer can be if a notification were ever lost.
 
+When the database cannot be read (restarting, locked), a wake-up is tried again a second later
+while the polls stay held; the LISTEN connection is re-opened with a growing delay (0.1 s to 5 s)
+and, once back, wakes every held poll (anything may have changed meanwhile).
+
 It never decides what changed (see `policies`) and never writes to the store.
 """
 
@@ -29,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from nodewall.server import metrics
 from nodewall.server.policies import policy_body
+from nodewall.server.unavailable import log_unavailable, unavailable_reason
 from nodewall.store import Store
 from nodewall.store.models import NodePolicyRow
 
@@ -39,6 +44,10 @@ CHANNEL = "nodewall_policy"
 PAYLOAD_LIMIT = 7000
 _CHUNK = 500
 CACHE_SECONDS = 30.0
+#: A wake-up that could not read the new answers (database unavailable) is tried again after.
+WAKE_RETRY_SECONDS = 1.0
+#: The LISTEN connection is re-opened after 0.1 s, 0.2, 0.4 ... at most 5 s apart.
+LISTEN_RETRY_FIRST, LISTEN_RETRY_CAP = 0.1, 5.0
 CACHE_LIMIT = 50_000
 
 
@@ -173,7 +182,16 @@ class PolicyHub:
         if not targets:
             return
         epoch = self._epoch
-        answers = await asyncio.to_thread(load_answers, self._store, targets)
+        try:
+            answers = await asyncio.to_thread(load_answers, self._store, targets)
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            # The polls stay held; try again shortly (they end by their own wait otherwise).
+            log_unavailable(exc, reason)
+            asyncio.get_running_loop().call_later(WAKE_RETRY_SECONDS, self._changed, nodes)
+            return
         self._remember(epoch, {n: answers.get(n) for n in targets})
         for node in targets:
             futures = self._waiters.pop(node, set())
@@ -190,11 +208,15 @@ class PolicyHub:
 
         dsn = self._store.engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
+        delay, failures = LISTEN_RETRY_FIRST, 0
         while not self._stop.is_set():
             try:
-                with psycopg.connect(dsn, autocommit=True) as conn:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     metrics.NOTIFY_RECONNECTS.inc()
+                    if failures:
+                        log.warning("LISTEN connection back after %d attempts", failures)
+                    delay, failures = LISTEN_RETRY_FIRST, 0
                     # Anything may have changed while we were not listening.
                     self.notify_threadsafe(None)
                     while not self._stop.is_set():
@@ -203,5 +225,9 @@ class PolicyHub:
                             if self._stop.is_set():
                                 break
             except Exception as exc:
-                log.warning("LISTEN connection lost (%s); reconnecting", type(exc).__name__)
-                self._stop.wait(1.0)
+                if not failures:
+                    log.warning("LISTEN connection lost (%s); reconnecting",
+                                type(exc).__name__)
+                failures += 1
+                self._stop.wait(delay)
+                delay = min(LISTEN_RETRY_CAP, delay * 2)

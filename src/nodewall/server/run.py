@@ -50,8 +50,10 @@ def check_listen(host: str, *, tls: bool, insecure_http: bool) -> str | None:
 
 
 def run(database: str | None, host: str, port: int, *, access_log: bool = False,
-        tls_cert: str | None = None, tls_key: str | None = None) -> None:
-    """Serve until stopped; HTTPS when `tls_cert` and `tls_key` (PEM files) are given."""
+        tls_cert: str | None = None, tls_key: str | None = None,
+        db_wait: float = 10.0) -> None:
+    """Serve until stopped; HTTPS when `tls_cert` and `tls_key` (PEM files) are given;
+    `db_wait`: seconds a request waits for the database before it is answered 503."""
     import uvicorn
 
     from nodewall.server import memory, redact
@@ -63,7 +65,7 @@ def run(database: str | None, host: str, port: int, *, access_log: bool = False,
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     redact.install()
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    store = open_store(database)
+    store = open_store(database, wait_seconds=db_wait)
     log = logging.getLogger("nodewall.server")
     log.info("store %s (%s), serving %s on %s:%d",
              store.engine.url.render_as_string(hide_password=True), store.engine.dialect.name,

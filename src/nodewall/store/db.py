@@ -94,13 +94,21 @@ class Store:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+#: How long a statement waits for the database (a locked SQLite file, a PostgreSQL connection)
+#: before it fails; the server then answers 503 (`nodewall.server.unavailable`).
+DEFAULT_WAIT_SECONDS = 10.0
+
+
+def _sqlite_pragmas(wait_seconds: float) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(wait_seconds * 1000)}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return on_connect
 
 
 def _private_sqlite_file(path: Path) -> None:
@@ -121,8 +129,10 @@ def _private_sqlite_file(path: Path) -> None:
 
 
 def open_store(url: str | None = None, *, migrate_schema: bool = True,
-               pool_size: int = 10) -> Store:
-    """Open (and by default migrate) the store at `url` (default: `default_url()`)."""
+               pool_size: int = 10, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> Store:
+    """Open (and by default migrate) the store at `url` (default: `default_url()`).
+    `wait_seconds`: how long a statement waits for a locked SQLite file, or for a PostgreSQL
+    connection (from the pool, or a new one), before it fails."""
     full = normalise_url(url or default_url())
     if full.startswith("sqlite"):
         db_path = full.split(":///", 1)[1] if ":///" in full else ""
@@ -130,12 +140,14 @@ def open_store(url: str | None = None, *, migrate_schema: bool = True,
             _private_sqlite_file(Path(db_path.split("?", 1)[0]))
         # No statement cache: a cached SQLite statement keeps a copy of its last bound values
         # (a 33 MB user_config) per pooled connection for as long as the process lives.
-        engine = create_engine(full, connect_args={"check_same_thread": False, "timeout": 10,
+        engine = create_engine(full, connect_args={"check_same_thread": False,
+                                                 "timeout": wait_seconds,
                                                  "cached_statements": 0})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(wait_seconds))
     else:
         engine = create_engine(full, pool_size=pool_size, max_overflow=pool_size,
-                               pool_pre_ping=True)
+                               pool_pre_ping=True, pool_timeout=wait_seconds,
+                               connect_args={"connect_timeout": max(1, round(wait_seconds))})
     store = Store(engine, full, sessionmaker(engine, expire_on_commit=False))
     if migrate_schema:
         migrate(store)
