@@ -173,3 +173,22 @@ def test_a_good_body_still_works_after_the_guard(shared_sqlite_server: ServerPro
         names = {p for p in ("plain", "chunked")
                  if c.get(f"/v1/project/{p}/vpcs").status_code == 200}
     assert names == {"plain", "chunked"}
+
+
+def test_query_parameters_are_read_strictly(shared_sqlite_server: ServerProc) -> None:
+    """A misspelt `?dry-run=true` must not make the real change: a query parameter the route
+    does not take, or one given twice, is a 400 naming it, and nothing is written."""
+    with shared_sqlite_server.client() as c:
+        s = seed(c, "qstrict")
+        before = shared_sqlite_server.dump()
+        change = {"user_config": {"ip_filter": ["0.0.0.0/0"]}}
+        for query, words in (("dry-run=true", "Invalid query parameter dry-run: not one"),
+                             ("dry_run=true&dry_run=false", "dry_run: given twice"),
+                             ("=x", "<empty name>"),
+                             ("a%20b=1", "[<key of 3 characters>]")):
+            r = c.put(f"{s.service('pg-prod')}?{query}", json=change)
+            assert r.status_code == 400, (query, r.text)
+            assert words in r.json()["message"], (query, r.text)
+        assert "(it takes: dry_run)" in r.json()["message"]
+        assert shared_sqlite_server.dump() == before
+        ok(c.get(f"/v1/node/{s.prod1}/policy", params={"version": "x", "wait": 0}))

@@ -31,12 +31,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nodewall.errors import SpecError
+from nodewall.errors import SpecError, format_path
 from nodewall.server.auth import Principal, TokenVerifier
-from nodewall.server.errors import error_body, field_message
+from nodewall.server.errors import ApiError, error_body, field_message
 from nodewall.server.memory import give_back
 from nodewall.server.unavailable import (
     RETRY_AFTER_SECONDS,
@@ -283,12 +284,39 @@ class _StrictRequest(Request):
 
 
 class StrictJsonRoute(APIRoute):
-    """The route class of every router: bodies come from the guard, parsed once, strictly."""
+    """The route class of every router: bodies come from the guard, parsed once, strictly;
+    query parameters the route does not take, or given twice, are refused (400 naming them):
+    `?dry-run=true` must not run the real change as if the preview had been asked for."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        taken = frozenset(_query_names(self.dependant))
 
         async def strict(request: Request) -> Response:
+            _check_query(request, taken)
             return await handler(_StrictRequest(request.scope, request.receive))
 
         return strict
+
+
+def _query_names(dependant: Dependant) -> list[str]:
+    """The query parameters a route takes, its dependencies' included."""
+    names = [q.alias for q in dependant.query_params]
+    for sub in dependant.dependencies:
+        names += _query_names(sub)
+    return names
+
+
+def _check_query(request: Request, taken: frozenset[str]) -> None:
+    names = [name for name, _ in request.query_params.multi_items()]
+    problems = []
+    for name in dict.fromkeys(names):
+        shown = format_path((name,)) if name else "<empty name>"
+        if name not in taken:
+            accepted = ", ".join(sorted(taken)) or "none"
+            problems.append(f"Invalid query parameter {shown}: not one this route takes "
+                            f"(it takes: {accepted})")
+        elif names.count(name) > 1:
+            problems.append(f"Invalid query parameter {shown}: given twice")
+    if problems:
+        raise ApiError(400, *problems)

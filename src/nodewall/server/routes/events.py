@@ -12,10 +12,11 @@ from sqlalchemy import select
 from nodewall.server import audit, paging, schemas
 from nodewall.server.deps import READ_ERRORS, Admin, Name, StoreDep
 from nodewall.server.errors import ApiError
+from nodewall.server.guard import StrictJsonRoute
 from nodewall.server.paging import Cursor, Limit
 from nodewall.store.models import ProjectRow
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 
 @router.get("/v1/project/{project}/events", response_model=schemas.EventList,
