@@ -77,6 +77,9 @@ def fuzz(server: ServerProc, inputs: int) -> tuple[Counter[str], list[str]]:
                       phases=[Phase.generate], suppress_health_check=list(HealthCheck))
             def run(case: Any) -> None:
                 counts["inputs"] += 1
+                if counts["inputs"] % 2000 == 0:  # progress, for a run stopped early
+                    print(f"{time.strftime('%H:%M:%S')} {dict(counts)}", file=sys.stderr,
+                          flush=True)
                 try:
                     response = case.call(base_url=server.url, headers=headers, timeout=30)
                 except Exception as exc:  # no answer at all
