@@ -3,7 +3,8 @@
 Each command line runs in a fresh interpreter through the console script's entry point
 (`nodewall.cli.main.main`), which dumps `sys.modules` at exit: `validate`, plain `plan`, `explain`
 and `render` lines import neither the CLI framework (typer, click; rich only for the text
-`plan`), nor the server stack, nor an HTTP client; `validate` and `plan` no backend. A line the
+`plan`), nor the server stack, nor an HTTP client; `validate` and `plan` no backend, and
+`validate` of a well-formed spec not even pydantic (`nodewall.spec.quick`). A line the
 fast path does not take (`--help`) still reaches the typer app, and says so by importing it.
 Timings are bench/startup.py's job; this only checks what is loaded.
 """
@@ -62,12 +63,18 @@ def loaded(names: list[str], prefixes: tuple[str, ...]) -> list[str]:
 def test_spec_commands_load_no_cli_framework_server_or_backend(tmp_path: Path,
                                                                args: list[str]) -> None:
     names = modules(tmp_path, *args)
-    assert "nodewall.spec.model" in names  # it did run the command
+    assert "nodewall.spec.rules" in names  # it did run the command
     assert loaded(names, CLI_FRAMEWORK) == []
     assert loaded(names, SERVER_STACK) == []
     assert loaded(names, BACKENDS) == []
     text_plan = args[0] == "plan" and "json" not in " ".join(args)
     assert bool(loaded(names, ("rich",))) == text_plan  # rich draws the text plan's tables only
+
+
+def test_validate_of_a_well_formed_spec_loads_no_pydantic(tmp_path: Path) -> None:
+    names = modules(tmp_path, "validate", SPEC)
+    assert "nodewall.spec.quick" in names
+    assert loaded(names, ("pydantic", "pydantic_core", "nodewall.spec.model")) == []
 
 
 def test_render_loads_its_backend_but_no_cli_framework_or_server(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 """`nodewall validate SPEC` without the CLI framework: the spec model and its warnings only.
 
 `validate` is what scripts and editors call most, so `nodewall.cli.main` runs it on a fast
-path that loads neither typer, click nor rich. Errors and warnings go to stderr, one per line,
+path that loads neither typer, click nor rich, and a spec whose fields are all well-formed is
+read without pydantic (`nodewall.spec.quick`; any other goes through the models, which word
+its errors). Errors and warnings go to stderr, one per line,
 each with its path; customer text never appears in them.
 """
 
@@ -9,15 +11,30 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def run_validate(spec_path: Path) -> int:
     """Validate a spec file; print warnings and errors to stderr. Returns the exit status."""
     from nodewall.errors import SpecError
-    from nodewall.spec.load import load_spec
+    from nodewall.spec.document import read_document
+    from nodewall.spec.quick import read_well_formed
+    from nodewall.spec.rules import document_errors
 
+    spec: Any
     try:
-        spec = load_spec(spec_path)
+        # `load_spec` but without pydantic for a document whose every field is surely valid
+        # (`nodewall.spec.quick`): the models then have nothing to say, the rules the same.
+        data = read_document(spec_path)
+        spec = read_well_formed(data)
+        if spec is None:
+            from nodewall.spec.load import parse_spec
+
+            spec = parse_spec(data)
+        else:
+            errors = document_errors(spec)
+            if errors:
+                raise SpecError(errors)
     except SpecError as exc:
         for line in exc.lines():
             print(f"error: {line}", file=sys.stderr)
