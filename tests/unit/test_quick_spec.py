@@ -6,7 +6,8 @@ models decide. Checked on every example spec, on generated valid specs (tests/st
 and on thousands of broken ones: every value of every example replaced by values of the wrong
 type, length, pattern or range, every key removed, an unknown key added to every mapping. The
 examples must take the quick path, or it would prove nothing; and `nodewall validate` prints
-the same bytes either way.
+the same bytes either way. Every node compiles to the same policy from either reading (plan,
+explain, render and apply take the quick reading too).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import strategies
+from nodewall.compiler.node import compile_node
 from nodewall.errors import SpecError
 from nodewall.spec.document import read_document
 from nodewall.spec.load import parse_spec
@@ -123,6 +125,33 @@ def test_generated_specs_take_the_quick_path_with_the_models_outcome(doc: dict[s
     quick = outcome_quick(doc)
     assert quick is not None
     assert quick == outcome_by_models(doc)
+
+
+def same_policies(data: Any) -> None:
+    """Every node compiled from the quick reading equals the one compiled from the models."""
+    models = parse_spec(data)
+    quick = load_quick(data)
+    for node in models.node_names:
+        ours, theirs = compile_node(quick, node), compile_node(models, node)
+        assert ours == theirs
+        assert ours.version == theirs.version
+
+
+def load_quick(data: Any) -> Any:
+    spec = read_well_formed(data)
+    assert spec is not None
+    return spec
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_compile_to_the_same_policies_either_way(example: Path) -> None:
+    same_policies(read_document(example))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(strategies.deployment_specs())
+def test_generated_specs_compile_to_the_same_policies_either_way(doc: dict[str, Any]) -> None:
+    same_policies(doc)
 
 
 def test_validate_prints_the_same_either_way(tmp_path: Path) -> None:

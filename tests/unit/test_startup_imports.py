@@ -67,6 +67,7 @@ def test_spec_commands_load_no_cli_framework_server_or_backend(tmp_path: Path,
     assert loaded(names, CLI_FRAMEWORK) == []
     assert loaded(names, SERVER_STACK) == []
     assert loaded(names, BACKENDS) == []
+    assert loaded(names, ("pydantic", "nodewall.spec.model")) == []  # a well-formed spec
     text_plan = args[0] == "plan" and "json" not in " ".join(args)
     assert bool(loaded(names, ("rich",))) == text_plan  # rich draws the text plan's tables only
 

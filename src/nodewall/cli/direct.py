@@ -48,7 +48,7 @@ def _out(text: str, nl: bool = True) -> None:
 def load(path: Path) -> DeploymentSpec:
     """The spec at `path`; Failed (exit 2, every error) when it does not validate."""
     from nodewall.errors import SpecError
-    from nodewall.spec.load import load_spec
+    from nodewall.spec.quick import load_spec  # without pydantic when it is well-formed
 
     try:
         return load_spec(path)

@@ -11,30 +11,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 
 def run_validate(spec_path: Path) -> int:
     """Validate a spec file; print warnings and errors to stderr. Returns the exit status."""
     from nodewall.errors import SpecError
-    from nodewall.spec.document import read_document
-    from nodewall.spec.quick import read_well_formed
-    from nodewall.spec.rules import document_errors
+    from nodewall.spec.quick import load_spec
 
-    spec: Any
     try:
-        # `load_spec` but without pydantic for a document whose every field is surely valid
-        # (`nodewall.spec.quick`): the models then have nothing to say, the rules the same.
-        data = read_document(spec_path)
-        spec = read_well_formed(data)
-        if spec is None:
-            from nodewall.spec.load import parse_spec
-
-            spec = parse_spec(data)
-        else:
-            errors = document_errors(spec)
-            if errors:
-                raise SpecError(errors)
+        spec = load_spec(spec_path)
     except SpecError as exc:
         for line in exc.lines():
             print(f"error: {line}", file=sys.stderr)

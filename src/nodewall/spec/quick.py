@@ -17,7 +17,8 @@ import re
 from functools import cached_property
 from itertools import compress
 from operator import itemgetter
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from nodewall import catalogue
 from nodewall.catalogue.ports import PORT_MAX, PORT_MIN
@@ -29,6 +30,9 @@ from nodewall.spec.vocabulary import (
     IDENTIFIER_PATTERN,
     NAME_PATTERN,
 )
+
+if TYPE_CHECKING:
+    from nodewall.spec import model
 
 _NAME = re.compile(NAME_PATTERN.removeprefix("^").removesuffix("$"))
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN.removeprefix("^").removesuffix("$"))
@@ -131,6 +135,10 @@ class UserConfig(Plain):
         return tuple(cidr.parse(e.network) for e in self.ip_filter)
 
     @cached_property
+    def ip_filter_networks(self) -> tuple[str, ...]:
+        return tuple(str(net) for net, _ in self.parsed_ip_filter)
+
+    @cached_property
     def ip_filter_ipv6(self) -> int:
         return sum(net.family == 6 for net, _ in self.parsed_ip_filter)
 
@@ -139,8 +147,16 @@ class UserConfig(Plain):
         parsed = self.parsed_ip_filter
         return tuple(compress(range(len(parsed)), map(itemgetter(1), parsed)))
 
+    def setting(self, dotted: str) -> bool | None:
+        head, _, tail = dotted.partition(".")
+        value: Any = getattr(self, head, None)
+        if tail and value is not None:
+            value = getattr(value, tail)
+        return None if value is None else bool(value)
+
 
 class ServiceSpec(Plain):
+    name: str
     cloud: str
     nodes: list[Any]
 
@@ -153,11 +169,24 @@ class DeploymentSpec(Plain):
     services: list[ServiceSpec]
     vpcs: list[Vpc]
 
+    def service(self, name: str) -> ServiceSpec:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
     def vpc(self, vpc_id: str) -> Vpc:
         for v in self.vpcs:
             if v.id == vpc_id:
                 return v
         raise KeyError(vpc_id)
+
+    def node(self, name: str) -> tuple[ServiceSpec, Any]:
+        for s in self.services:
+            for n in s.nodes:
+                if n.name == name:
+                    return s, n
+        raise KeyError(name)
 
     @property
     def node_names(self) -> list[str]:
@@ -203,16 +232,22 @@ def _user_config(value: Any) -> UserConfig:
     ip_filter = (_ip_filter(given["ip_filter"]) if "ip_filter" in given else
                  [IpFilterEntry(network=n, description=None) for n in DEFAULT_IP_FILTER])
     try:
-        cidr.parse_many([e.network for e in ip_filter])
+        parsed = cidr.parse_many([e.network for e in ip_filter])
     except ValueError:
         raise _NotSure from None
-    return UserConfig(
+    config = UserConfig(
         ip_filter=ip_filter, enable_ipv6=_bool(given.get("enable_ipv6")), public_access=public,
         kafka_rest=_bool(given.get("kafka_rest")),
         schema_registry=_bool(given.get("schema_registry")),
         kafka_connect=_bool(given.get("kafka_connect")),
         kafka_authentication_methods=kam, opensearch_dashboards=dashboards,
         model_fields_set=set(given))
+    if "ip_filter" in given:  # what the model keeps from its one-pass check, the same way
+        config.__dict__.update(parsed_ip_filter=tuple(parsed.parsed),
+                               ip_filter_networks=tuple(parsed.texts), ip_filter_ipv6=parsed.ipv6)
+        if not parsed.host_bits:
+            config.__dict__["ip_filter_host_bits"] = ()
+    return config
 
 
 def _service(value: Any) -> ServiceSpec:
@@ -258,6 +293,28 @@ def _integration(value: Any) -> Plain:
     if kind not in catalogue.integration_types() or (dest is not None and not _str(dest, _NAME)):
         raise _NotSure
     return Plain(type=kind, source=_str(given["source"], _NAME), dest=dest)
+
+
+def load_spec(path: str | Path) -> model.DeploymentSpec:
+    """`nodewall.spec.load.load_spec`, the same errors, the same values read through the same
+    attributes, without pydantic when every field is well-formed: the plain objects stand in
+    for the models (checked by tests/unit/test_quick_spec.py), hence the cast."""
+    from nodewall.errors import SpecError
+    from nodewall.gcpause import collector_paused
+    from nodewall.spec.document import read_document
+    from nodewall.spec.rules import document_errors
+
+    data = read_document(path)
+    with collector_paused():  # as `parse_spec`: thousands of small objects for a big ip_filter
+        spec = read_well_formed(data)
+    if spec is None:
+        from nodewall.spec.load import parse_spec
+
+        return parse_spec(data)
+    errors = document_errors(cast("model.DeploymentSpec", spec))
+    if errors:
+        raise SpecError(errors)
+    return cast("model.DeploymentSpec", spec)
 
 
 def read_well_formed(data: Any) -> DeploymentSpec | None:
