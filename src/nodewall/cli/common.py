@@ -1,4 +1,4 @@
-"""What every command group of `nodewall` shares: option aliases, exit helpers, spec loading.
+"""What every command group of `nodewall` shares: option aliases and exit helpers.
 
 Exit codes: 0 done; 1 the kernel or the server refused, or the kernel differs; 2 bad input,
 with every error on its own line, each with its path; nothing is changed then. Only nodewall's
@@ -7,14 +7,11 @@ own messages are printed here, never customer text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
-
-if TYPE_CHECKING:
-    from nodewall.errors import SpecError
-    from nodewall.spec.model import DeploymentSpec
 
 SpecArg = Annotated[Path, typer.Argument(help="Deployment spec, YAML or JSON.", show_default=False)]
 NodeOpt = Annotated[str, typer.Option("--node", "-n", help="Node name.")]
@@ -36,29 +33,18 @@ def fail(code: int, *lines: str) -> NoReturn:
     raise typer.Exit(code)
 
 
-def fail_input(error: SpecError) -> NoReturn:
-    """Report invalid input (every error, one per line) and exit 2."""
-    fail(USAGE, *error.lines())
-
-
 def fail_usage(message: str) -> NoReturn:
     fail(USAGE, message)
 
 
-def load(path: Path) -> DeploymentSpec:
-    from nodewall.errors import SpecError
-    from nodewall.spec.load import load_spec
+def run(body: Callable[..., None], *args: Any) -> None:
+    """Run a command body of `nodewall.cli.direct`; its failure becomes the command's exit."""
+    from nodewall.cli.direct import Failed, failed
 
     try:
-        return load_spec(path)
-    except SpecError as exc:
-        fail_input(exc)
-
-
-def check_node(spec: DeploymentSpec, node: str) -> None:
-    if node not in spec.node_names:
-        known = ", ".join(spec.node_names) or "none"
-        fail_usage(f"--node: unknown node {node!r} (nodes: {known})")
+        body(*args)
+    except Failed as exc:
+        raise typer.Exit(failed(exc)) from None
 
 
 def check_format(fmt: str) -> None:

@@ -11,7 +11,6 @@ It must never print customer text unescaped: only nodewall's own messages and ru
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,39 +22,21 @@ from nodewall.cli.common import (
     MaybeBackendOpt,
     NodeOpt,
     SpecArg,
-    check_node,
     fail,
-    fail_usage,
-    load,
+    run,
 )
 from nodewall.cli.confirm import StateDirOpt, confirm_cmd
 
 if TYPE_CHECKING:
     from nodewall.backends.base import Backend
-    from nodewall.policy.model import NodePolicy
 
 def _backend(name: str) -> Backend:
-    from nodewall.backends.registry import get_backend
+    from nodewall.cli import direct
 
     try:
-        return get_backend(name)
-    except ValueError as exc:
-        fail_usage(f"--backend: {exc}")
-
-
-def _resolve(chosen: Backend) -> Backend:
-    """The concrete backend behind `auto`, after saying on stderr which one it picked and why."""
-    from nodewall.backends.auto import AutoBackend
-    from nodewall.backends.base import BackendError
-
-    if not isinstance(chosen, AutoBackend):
-        return chosen
-    try:
-        concrete = chosen.backend()
-    except BackendError as exc:
-        fail(REFUSED, str(exc))
-    typer.echo(f"backend auto: {chosen.chosen} ({chosen.why})", err=True)
-    return concrete
+        return direct.backend(name)
+    except direct.Failed as exc:
+        raise typer.Exit(direct.failed(exc)) from None
 
 
 def _concrete_backends(only: str | None) -> list[Backend]:
@@ -65,30 +46,11 @@ def _concrete_backends(only: str | None) -> list[Backend]:
     return [_backend(n) for n in names]
 
 
-def _policy(spec_path: Path, node: str, guard: bool = False) -> NodePolicy:
-    """The node's policy; with `guard`, refused (exit 2) when it would shut every management
-    network out (`nodewall.policy.lockout`)."""
-    from nodewall.compiler.node import compile_node
-
-    spec = load(spec_path)
-    check_node(spec, node)
-    policy = compile_node(spec, node)
-    if guard:
-        from nodewall.policy.lockout import lockout_reason
-
-        _, spec_node = spec.node(node)
-        why = lockout_reason(policy, [str(n) for n in spec.platform.management_networks],
-                             [a.partition("/")[0] for a in spec_node.addresses])
-        if why is not None:
-            fail_usage(f"refused: {why}\n(nothing applied; `apply --force` applies it anyway)")
-    return policy
-
-
 def render_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto") -> None:
     """Print the exact ruleset text `apply` would load."""
-    policy = _policy(spec_path, node)
-    chosen = _resolve(_backend(backend))
-    typer.echo(chosen.render(policy), nl=False)
+    from nodewall.cli import direct
+
+    run(direct.render, spec_path, node, backend)
 
 
 ForceOpt = Annotated[bool, typer.Option(
@@ -104,28 +66,21 @@ def apply_cmd(spec_path: SpecArg, node: NodeOpt, backend: BackendOpt = "auto",
     """Apply the node's policy to this network namespace, atomically; exit 0 only when the
     kernel, read back, holds it. A policy that would shut every management network out is
     refused (exit 2) unless --force."""
-    from nodewall.backends.base import BackendError
+    from nodewall.cli import direct
+
+    if confirm is None:
+        run(direct.apply, spec_path, node, backend, force)
+        return
+    from nodewall.cli.confirm import apply_with_confirm
     from nodewall.gcpause import collector_paused
 
-    # One burst of short-lived work, then the process ends: the cyclic collector waits for the
-    # end instead of scanning the spec, the policy and the table between the steps.
-    with collector_paused():
-        policy = _policy(spec_path, node, guard=not force)
-        chosen = _resolve(_backend(backend))
-        if confirm is not None:
-            from nodewall.cli.confirm import apply_with_confirm
-
-            apply_with_confirm(chosen, policy, confirm, state_dir)
+    with collector_paused():  # as in `direct.apply`
         try:
-            result = chosen.apply(policy)
-        except BackendError as exc:
-            fail(REFUSED, str(exc))
-    how = "unchanged" if not result.changed else (
-        "set elements updated" if result.incremental else "ruleset updated")
-    typer.echo(f"applied policy {result.version} with {result.backend}: {how}; "
-               f"{result.flows_cut} flow(s) cut, " + (
-                   f"{result.sockets_closed} socket(s) closed" if result.sockets_closed is not None
-                   else "sockets left open (this kernel cannot destroy sockets)"))
+            policy = direct.policy(spec_path, node, guard=not force)
+            chosen = direct.resolve(direct.backend(backend))
+        except direct.Failed as exc:
+            raise typer.Exit(direct.failed(exc)) from None
+        apply_with_confirm(chosen, policy, confirm, state_dir)
 
 
 def status_cmd(backend: MaybeBackendOpt = None, fmt: FormatOpt = "text") -> None:

@@ -7,21 +7,22 @@ back into a policy.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:  # rich only for the text of `plan` (imported in its functions)
+    from rich.console import Console
 
-from nodewall.policy.evaluator import Verdict
-from nodewall.policy.model import NodePolicy, Rule
-from nodewall.spec.model import DeploymentSpec
+    from nodewall.policy.evaluator import Verdict
+    from nodewall.policy.model import NodePolicy, Rule
+    from nodewall.spec.model import DeploymentSpec
 
 SHOWN_SOURCES = 6
 
 
 def safe_text(text: str) -> str:
     """Customer text made harmless for a terminal: control characters escaped, markup off."""
+    from rich.markup import escape
+
     cleaned = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
     return escape(cleaned)
 
@@ -82,6 +83,9 @@ def plan_json(policy: NodePolicy) -> dict[str, Any]:
 
 
 def print_plan(console: Console, policy: NodePolicy, spec: DeploymentSpec) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     console.print(f"[bold]node {policy.node}[/] of {policy.service} ({policy.service_type}, "
                   f"{policy.environment}), policy version {policy.version}")
     table = Table("component", "port", "proto", "route", "sources", title="Open ports")

@@ -45,7 +45,7 @@ def token_create(
     if node is not None:
         import re
 
-        from nodewall.spec.model import NAME_PATTERN
+        from nodewall.spec.vocabulary import NAME_PATTERN
 
         if not re.fullmatch(NAME_PATTERN, node):
             fail(2, f"--node: {node!r} is not a node name (lower-case letter, then up to 62 "

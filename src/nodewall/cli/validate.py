@@ -1,7 +1,9 @@
 """`nodewall validate SPEC` without the CLI framework: the spec model and its warnings only.
 
 `validate` is what scripts and editors call most, so `nodewall.cli.main` runs it on a fast
-path that loads neither typer, click nor rich. Errors and warnings go to stderr, one per line,
+path that loads neither typer, click nor rich, and a spec whose fields are all well-formed is
+read without pydantic (`nodewall.spec.quick`; any other goes through the models, which word
+its errors). Errors and warnings go to stderr, one per line,
 each with its path; customer text never appears in them.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 def run_validate(spec_path: Path) -> int:
     """Validate a spec file; print warnings and errors to stderr. Returns the exit status."""
     from nodewall.errors import SpecError
-    from nodewall.spec.load import load_spec
+    from nodewall.spec.quick import load_spec
 
     try:
         spec = load_spec(spec_path)

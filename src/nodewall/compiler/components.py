@@ -6,11 +6,15 @@ ports it drew once and stored instead of derived ones.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nodewall import catalogue
 from nodewall.catalogue import Component
 from nodewall.catalogue.allocation import allocate_ports, derived_offset
 from nodewall.catalogue.ports import WEB_UI_PORT
-from nodewall.spec.model import DeploymentSpec, ServiceSpec
+
+if TYPE_CHECKING:  # attributes only: `nodewall.spec.quick` gives the same shapes
+    from nodewall.spec.model import DeploymentSpec, ServiceSpec
 
 
 def service_ports(spec: DeploymentSpec, service: ServiceSpec) -> dict[str, int]:

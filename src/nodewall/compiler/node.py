@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 from nodewall import catalogue
 from nodewall.catalogue import AZURE_ADDRESS, METADATA_ADDRESS, Component
@@ -28,8 +29,10 @@ from nodewall.gcpause import collector_paused
 from nodewall.net import cidr
 from nodewall.policy import reasons
 from nodewall.policy.model import AddressSet, ComponentPort, Family, NodePolicy, Rule
-from nodewall.spec.model import DeploymentSpec, ServiceSpec
 from nodewall.spec.warnings import client_warnings, ipv6_clients
+
+if TYPE_CHECKING:  # attributes only: `nodewall.spec.quick` gives the same shapes
+    from nodewall.spec.model import DeploymentSpec, ServiceSpec
 
 LOOPBACK = {4: "127.0.0.0/8", 6: "::1/128"}
 PING_LIMIT_PER_SECOND = 10

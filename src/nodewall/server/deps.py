@@ -20,7 +20,7 @@ from nodewall.server.auth import Principal, TokenVerifier
 from nodewall.server.control import Control, How
 from nodewall.server.errors import ApiError
 from nodewall.server.hub import PolicyHub
-from nodewall.spec.model import NAME_PATTERN
+from nodewall.spec.vocabulary import NAME_PATTERN
 from nodewall.store import Store
 
 #: Project, service and node names in paths: the spec's name rule (anything else is a 400).

@@ -29,10 +29,7 @@ from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 from nodewall.catalogue.ports import PORT_MAX, PORT_MIN
 from nodewall.net import cidr
 from nodewall.spec.limits import MAX_DESCRIPTION_CHARS, MAX_IP_FILTER, MAX_NETWORK_CHARS
-
-DEFAULT_IP_FILTER = ("0.0.0.0/0", "::/0")
-PROVIDERS = ("aws", "google", "azure", "do", "upcloud")
-NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+from nodewall.spec.vocabulary import DEFAULT_IP_FILTER, IDENTIFIER_PATTERN, NAME_PATTERN
 
 
 def _invalid(value: str, exc: ValueError, what: str) -> PydanticCustomError:
@@ -110,7 +107,7 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 HostAddress = Annotated[str, AfterValidator(_host_address)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 #: Cloud names ("aws-eu-west-1"), service and integration types: short, lower-case identifiers.
-Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -284,7 +281,7 @@ class ServiceSpec(_Strict):
     type: Annotated[Identifier, AfterValidator(_service_type)]
     cloud: Identifier
     vpc: Name | None = None
-    environment: Literal["standard", "byoc", "ece"] = "standard"
+    environment: Literal["standard", "byoc", "ece"] = "standard"  # vocabulary.ENVIRONMENTS
     socks5_proxy: Annotated[str, AfterValidator(_proxy)] | None = None
     user_config: UserConfig = Field(default_factory=UserConfig)
     ports: dict[Identifier, Port] = {}

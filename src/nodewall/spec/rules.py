@@ -9,19 +9,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from nodewall import catalogue
 from nodewall.catalogue.allocation import allocate_ports, derived_offset
 from nodewall.catalogue.ports import RESERVED_PORTS
 from nodewall.errors import SpecError
 from nodewall.net import cidr
-from nodewall.spec.model import (
-    PROVIDERS,
-    DeploymentSpec,
-    ServiceSpec,
-    UserConfig,
-)
+from nodewall.spec.vocabulary import PROVIDERS
+
+if TYPE_CHECKING:  # read through attributes only: `nodewall.spec.quick` gives the same shapes
+    from nodewall.spec.model import DeploymentSpec, ServiceSpec, UserConfig
 
 Errors = list[tuple[str, str]]
 T = TypeVar("T")

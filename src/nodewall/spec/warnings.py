@@ -6,9 +6,13 @@ empty allow-list. Kept apart from the compiler so `nodewall validate` stays ligh
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nodewall import catalogue
 from nodewall.net import cidr
-from nodewall.spec.model import DeploymentSpec, ServiceSpec
+
+if TYPE_CHECKING:  # read through attributes only: `nodewall.spec.quick` gives the same shapes
+    from nodewall.spec.model import DeploymentSpec, ServiceSpec
 
 
 def ipv6_clients(service: ServiceSpec) -> bool:

@@ -17,7 +17,7 @@ from nodewall.server.guard import StrictJsonRoute
 from nodewall.server.paging import Cursor, Limit
 from nodewall.server.state import get_project, get_service
 from nodewall.server.views import integration_views, service_view, vpc_view
-from nodewall.spec.model import NAME_PATTERN
+from nodewall.spec.vocabulary import NAME_PATTERN
 from nodewall.store.models import IntegrationRow, ProjectRow, ServiceRow, VpcRow
 
 router = APIRouter(route_class=StrictJsonRoute)
