@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -119,8 +120,6 @@ def main() -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    import tempfile
-
     rows, all_failures = [], []
     for backend in backends:
         with tempfile.TemporaryDirectory(prefix="nwfuzz-") as tmp, \

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -308,15 +309,15 @@ def _query_names(dependant: Dependant) -> list[str]:
 
 
 def _check_query(request: Request, taken: frozenset[str]) -> None:
-    names = [name for name, _ in request.query_params.multi_items()]
+    names = Counter(name for name, _ in request.query_params.multi_items())
     problems = []
-    for name in dict.fromkeys(names):
+    for name, given in names.items():
         shown = format_path((name,)) if name else "<empty name>"
         if name not in taken:
             accepted = ", ".join(sorted(taken)) or "none"
             problems.append(f"Invalid query parameter {shown}: not one this route takes "
                             f"(it takes: {accepted})")
-        elif names.count(name) > 1:
+        elif given > 1:
             problems.append(f"Invalid query parameter {shown}: given twice")
     if problems:
         raise ApiError(400, *problems)
